@@ -1,0 +1,86 @@
+import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
+import { assertIdentifier } from './names.ts'
+import { applyLocals, parseInt8 } from './postgres.ts'
+import type {
+  Db,
+  NotificationHandler,
+  QueryResult,
+  SqlValue,
+  Transaction,
+  TransactionOptions,
+} from './types.ts'
+
+const INT8_OID = 20
+const BYTEA_OID = 17
+
+type Runner = Pick<PGlite, 'query'> | PGliteTx
+
+async function run<R>(
+  runner: Runner,
+  sql: string,
+  params?: readonly SqlValue[],
+): Promise<QueryResult<R>> {
+  const res = await runner.query<R>(sql, params as unknown[] | undefined)
+  return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length }
+}
+
+/** Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. */
+export class PgliteDb implements Db {
+  readonly engine = 'pglite' as const
+  readonly #pg: PGlite
+
+  private constructor(pg: PGlite) {
+    this.#pg = pg
+  }
+
+  /** `dataDir` undefined means in memory (tests). */
+  static async open(dataDir?: string): Promise<PgliteDb> {
+    const pg = await PGlite.create({
+      dataDir,
+      parsers: {
+        [INT8_OID]: parseInt8,
+        // Match `pg`, which returns bytea as a Buffer.
+        [BYTEA_OID]: (text: string) => Buffer.from(text.slice(2), 'hex'),
+      },
+    })
+    return new PgliteDb(pg)
+  }
+
+  query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
+    return run<R>(this.#pg, sql, params)
+  }
+
+  transaction<T>(
+    fn: (tx: Transaction) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    return this.#pg.transaction(async (inner) => {
+      const tx: Transaction = {
+        query: (sql, params) => run(inner, sql, params),
+        exec: async (sql) => {
+          await inner.exec(sql)
+        },
+      }
+      if (options.isolation && options.isolation !== 'read committed') {
+        await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
+      }
+      await applyLocals(tx, options)
+      return fn(tx)
+    })
+  }
+
+  async listen(channel: string, handler: NotificationHandler) {
+    const unsubscribe = await this.#pg.listen(assertIdentifier('channel', channel), handler)
+    return async () => {
+      await unsubscribe()
+    }
+  }
+
+  async notify(channel: string, payload: string) {
+    await this.query('SELECT pg_notify($1, $2)', [assertIdentifier('channel', channel), payload])
+  }
+
+  async close() {
+    if (!this.#pg.closed) await this.#pg.close()
+  }
+}

@@ -1,0 +1,55 @@
+/** One small query interface over PostgreSQL (`pg`) and embedded PGlite. */
+
+export type SqlValue =
+  | string
+  | number
+  | bigint
+  | boolean
+  | null
+  | Date
+  | Uint8Array
+  | readonly unknown[]
+  | Record<string, unknown>
+
+export interface QueryResult<R> {
+  rows: R[]
+  rowCount: number
+}
+
+/** Anything that can run a parameterised statement: the database or an open transaction. */
+export interface Queryable {
+  query<R = Record<string, unknown>>(
+    sql: string,
+    params?: readonly SqlValue[],
+  ): Promise<QueryResult<R>>
+}
+
+export interface TransactionOptions {
+  /** `SET LOCAL ROLE` for the transaction, so grants and row-level security apply. */
+  role?: string
+  /** Transaction-local settings (`set_config(name, value, true)`), e.g. `dflare.tenant`. */
+  settings?: Readonly<Record<string, string>>
+  /** Isolation level; defaults to READ COMMITTED. */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable'
+}
+
+export interface Transaction extends Queryable {
+  /** Runs a multi-statement SQL script (no parameters), e.g. a migration. */
+  exec(sql: string): Promise<void>
+}
+
+/** Payload delivered to listeners when their notification connection was lost: drop caches. */
+export const LISTENER_LOST = '\u0000dflare:listener-lost'
+
+export type NotificationHandler = (payload: string) => void
+
+export interface Db extends Queryable {
+  readonly engine: 'postgres' | 'pglite'
+  /** Runs `fn` in one transaction: commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
+  listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>
+  /** Sends a NOTIFY on `channel`. Inside a transaction use `SELECT pg_notify($1,$2)` on the tx. */
+  notify(channel: string, payload: string): Promise<void>
+  close(): Promise<void>
+}

@@ -1,0 +1,49 @@
+/**
+ * Object storage for backups and exports: a directory (embedded default) or any S3 API.
+ * Keys are `/`-separated relative paths of [A-Za-z0-9._-] segments; no `..`, no leading `/`.
+ */
+export interface PutOptions {
+  contentType?: string
+  /**
+   * Write once, read many until this time: S3 Object Lock in COMPLIANCE mode where the bucket
+   * supports it; read-only files plus a retention record on the directory store. A retained
+   * object cannot be overwritten or deleted before the date.
+   */
+  retainUntil?: Date
+  /** Refuse to overwrite an existing object. */
+  ifNoneMatch?: boolean
+}
+
+export interface ObjectInfo {
+  key: string
+  size: number
+  lastModified: Date
+  contentType?: string
+  retainUntil?: Date
+  etag?: string
+}
+
+export interface ObjectStore {
+  /** `directory` or `s3`. */
+  readonly kind: 'directory' | 's3'
+  /** Human-readable location, free of credentials. */
+  readonly location: string
+  put(key: string, body: Uint8Array | string, options?: PutOptions): Promise<ObjectInfo>
+  /** The object's bytes, or undefined when it does not exist. */
+  get(key: string): Promise<Buffer | undefined>
+  head(key: string): Promise<ObjectInfo | undefined>
+  /** Every object whose key starts with `prefix`, in key order. */
+  list(prefix?: string): AsyncIterable<ObjectInfo>
+  /** Deletes; throws ObjectLockedError while the object is retained. Missing keys are fine. */
+  delete(key: string): Promise<void>
+  /** Whether this store enforces retention (Object Lock enabled bucket, or directory store). */
+  supportsRetention(): Promise<boolean>
+}
+
+export class ObjectLockedError extends Error {
+  override name = 'ObjectLockedError'
+}
+
+export class InvalidObjectKeyError extends Error {
+  override name = 'InvalidObjectKeyError'
+}
