@@ -2,6 +2,7 @@ export {
   ConfigError,
   type ConfigOf,
   type Loaded,
+  type LoadOptions,
   loadConfig,
   type Sections,
   type Source,
