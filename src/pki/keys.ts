@@ -2,7 +2,10 @@ import 'reflect-metadata'
 import { webcrypto } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto)
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+
+export type CryptoKey = webcrypto.CryptoKey
+export type CryptoKeyPair = webcrypto.CryptoKeyPair
 
 export const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const
 export const SIGN_SHA256 = { name: 'ECDSA', hash: 'SHA-256' } as const

@@ -3,7 +3,14 @@ import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
-import { generateEcKeyPair, privateKeyFromPem, privateKeyToPem, SIGN_SHA256, x509 } from './keys.ts'
+import {
+  type CryptoKey,
+  generateEcKeyPair,
+  privateKeyFromPem,
+  privateKeyToPem,
+  SIGN_SHA256,
+  x509,
+} from './keys.ts'
 
 /**
  * The listener identity created on first boot: an internal root CA (ECDSA P-256) and a
