@@ -28,8 +28,7 @@ export async function* readEntries(
        WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4`,
       [log, cursor, to, PAGE],
     )
-    for (const r of rows)
-      yield { index: r.idx, body: r.body, leafHash: r.leaf_hash, root: r.root }
+    for (const r of rows) yield { index: r.idx, body: r.body, leafHash: r.leaf_hash, root: r.root }
     if (rows.length < PAGE) return
     cursor = rows[rows.length - 1]!.idx + 1
   }

@@ -2,7 +2,13 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:cry
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Queryable } from '../core/db/index.ts'
-import { parseVerifierKey, rawPublicKey, type Signer, type VerifierKey, verifierKey } from './note.ts'
+import {
+  parseVerifierKey,
+  rawPublicKey,
+  type Signer,
+  type VerifierKey,
+  verifierKey,
+} from './note.ts'
 
 /**
  * Checkpoint signing keys. Private keys live only in files under the key directory (0600);

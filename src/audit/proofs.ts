@@ -2,13 +2,7 @@ import type { Queryable } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import { STORED_NODE_LEVEL } from './append.ts'
 import { readHead } from './db-source.ts'
-import {
-  consistencyRanges,
-  inclusionRanges,
-  nodesFor,
-  rangeHash,
-  rootOf,
-} from './merkle.ts'
+import { consistencyRanges, inclusionRanges, nodesFor, rangeHash, rootOf } from './merkle.ts'
 
 export interface InclusionProof {
   leafIndex: number
@@ -106,16 +100,10 @@ export class ProofService {
   async consistency(log: string, firstSize: number, secondSize: number): Promise<ConsistencyProof> {
     const size = await this.#size(log)
     if (secondSize > size) throw problems.badRequest('second size out of range')
-    if (firstSize < 1 || firstSize > secondSize) throw problems.badRequest('first size out of range')
+    if (firstSize < 1 || firstSize > secondSize)
+      throw problems.badRequest('first size out of range')
     const ranges = consistencyRanges(firstSize, secondSize)
-    const node = await this.#resolver(
-      log,
-      nodesFor([
-        ...ranges,
-        [0, firstSize],
-        [0, secondSize],
-      ]),
-    )
+    const node = await this.#resolver(log, nodesFor([...ranges, [0, firstSize], [0, secondSize]]))
     return {
       firstSize,
       secondSize,
@@ -125,4 +113,3 @@ export class ProofService {
     }
   }
 }
-

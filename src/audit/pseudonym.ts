@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
 import { isIP } from 'node:net'
+import { dirname } from 'node:path'
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
 

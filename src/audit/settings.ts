@@ -1,5 +1,10 @@
 import { resolve } from 'node:path'
-import { defineSettings, parse, type ResolvedSoFar, SettingValueError } from '../core/config/index.ts'
+import {
+  defineSettings,
+  parse,
+  type ResolvedSoFar,
+  SettingValueError,
+} from '../core/config/index.ts'
 
 const ORIGIN = /^[A-Za-z0-9.:_/-]{1,200}$/
 

@@ -44,8 +44,9 @@ const WINDOW = 1024
 export async function verifyLog(
   source: LogSource,
   keys: readonly VerifierKey[],
-  origin?: string,
+  options: { origin?: string; requireSignedEnd?: boolean } = {},
 ): Promise<LogReport> {
+  const { origin } = options
   const { log } = source
   const fail = (firstBadIndex: number, reason: string): LogReport => ({
     log,
@@ -127,7 +128,12 @@ export async function verifyLog(
 
   const size = frontier.size
   if (next < checkpoints.length)
-    return fail(size, `events from ${size} are missing: a checkpoint covers ${checkpoints.at(-1)!.size}`)
+    return fail(
+      size,
+      `events from ${size} are missing: a checkpoint covers ${checkpoints.at(-1)!.size}`,
+    )
+  if (options.requireSignedEnd && verifiedUpTo !== size)
+    return fail(verifiedUpTo, `no signed checkpoint covers the events from ${verifiedUpTo}`)
   if (source.head) {
     if (source.head.size > size)
       return fail(size, `events from ${size} are missing: the log head says ${source.head.size}`)
