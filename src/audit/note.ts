@@ -47,9 +47,10 @@ export function verifierKey(name: string, publicKey: Buffer): VerifierKey {
 }
 
 export function parseVerifierKey(vkey: string): VerifierKey {
-  const parts = vkey.trim().split('+')
-  if (parts.length !== 3) throw new Error('verifier key must be name+hexid+base64key')
-  const [name, hexId, b64] = parts as [string, string, string]
+  // The base64 key may itself contain '+': only the first two separate fields.
+  const m = /^([^\s+]+)\+([0-9a-fA-F]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim())
+  if (!m) throw new Error('verifier key must be name+hexid+base64key')
+  const [, name, hexId, b64] = m as unknown as [string, string, string, string]
   const raw = Buffer.from(b64, 'base64')
   if (raw.length !== 33 || raw[0] !== ED25519) throw new Error('verifier key is not Ed25519')
   const key = verifierKey(name, raw.subarray(1))
