@@ -160,6 +160,7 @@ export async function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps) {
 
   app.get('/api/v1/audit/keys', async (request) => {
     authorize(request)
+    await deps.keys.current() // publishes the first key if none exists yet
     return { keys: (await deps.keys.verifierKeys()).map((k) => k.vkey) }
   })
 
