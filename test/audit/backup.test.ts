@@ -35,7 +35,10 @@ describe('audit backup to the object store', () => {
     assert.deepEqual(await f.audit.backup.seal(), [])
     await recordMany(f.audit, 50, { tenant: 'acme' })
     const second = await f.audit.backup.seal()
-    assert.deepEqual(second.map((s) => [s.log, s.first, s.count]), [['acme', 400, 50]])
+    assert.deepEqual(
+      second.map((s) => [s.log, s.first, s.count]),
+      [['acme', 400, 50]],
+    )
     assert.ok(SEGMENT_MAX >= 450)
   })
 
@@ -78,7 +81,9 @@ describe('audit backup to the object store', () => {
     const keys = await f.audit.keys.verifierKeys()
     const key = [...store.objects.keys()].find((k) => k.includes('/acme/00000000000000000400'))!
     const original = store.objects.get(key)!
-    const forged = original.body.toString().replace('"outcome\\":\\"denied', '"outcome\\":\\"success')
+    const forged = original.body
+      .toString()
+      .replace('"outcome\\":\\"denied', '"outcome\\":\\"success')
     assert.notEqual(forged, original.body.toString())
     store.objects.set(key, { ...original, body: Buffer.from(forged) })
     const r = await verifyStore(store, keys)
@@ -86,7 +91,9 @@ describe('audit backup to the object store', () => {
     assert.ok(!acme.ok && acme.firstBadIndex >= 400, JSON.stringify(acme))
     store.objects.set(key, original)
     // Dropping a segment (bypassing the lock) leaves a gap that is named.
-    const firstKey = [...store.objects.keys()].find((k) => k.includes('/acme/00000000000000000000'))!
+    const firstKey = [...store.objects.keys()].find((k) =>
+      k.includes('/acme/00000000000000000000'),
+    )!
     const saved = store.objects.get(firstKey)!
     store.objects.delete(firstKey)
     const gone = (await verifyStore(store, keys)).logs.find((l) => l.log === 'acme')!

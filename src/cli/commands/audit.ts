@@ -78,13 +78,20 @@ async function recordCliRead(
   })
 }
 
-export function registerAudit(program: Command) {
-  const audit = program
-    .command('audit')
-    .description('Tamper-evident audit log: verify, query, export')
+/** Commander's own errors (unknown option, bad value) are usage errors: exit 2, not 1. */
+function usageExit(cmd: Command) {
+  cmd.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 2)
+  })
+  return cmd
+}
 
-  audit
-    .command('verify')
+export function registerAudit(program: Command) {
+  const audit = usageExit(
+    program.command('audit').description('Tamper-evident audit log: verify, query, export'),
+  )
+
+  usageExit(audit.command('verify'))
     .description(
       'Recompute the Merkle trees and check stored hashes and signed checkpoints; exit 1 naming the first bad index',
     )
@@ -121,8 +128,7 @@ export function registerAudit(program: Command) {
       }),
     )
 
-  audit
-    .command('query')
+  usageExit(audit.command('query'))
     .description('List events with filters and cursor pagination')
     .option('--database <url>', 'PostgreSQL URL (default: the configured database)')
     .option('--log <name>', 'only this log')
@@ -188,8 +194,7 @@ export function registerAudit(program: Command) {
       }),
     )
 
-  audit
-    .command('export')
+  usageExit(audit.command('export'))
     .description('Write a self-verifying export (events + signed checkpoints + keys) as NDJSON')
     .requiredOption('--out <path>', 'file to write (- for standard output)')
     .option('--database <url>', 'PostgreSQL URL (default: the configured database)')
