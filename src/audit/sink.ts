@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.ts'
 import type { Db, Transaction } from '../core/db/index.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
-import { appendLeaves, type Leaf } from './append.ts'
+import { appendBatch, appendLeaves, type Leaf } from './append.ts'
 import { canonicalBytes, toRecord } from './event.ts'
 import { leafHash } from './merkle.ts'
 import type { Pseudonymizer } from './pseudonym.ts'
@@ -36,6 +36,8 @@ export class AuditSink implements EventSink {
   readonly #o: AuditSinkOptions
   #queue: Pending[] = []
   #inFlight = 0
+  /** Logs whose heads an in-flight group commit holds. */
+  readonly #busy = new Set<string>()
   #closed = false
 
   constructor(options: AuditSinkOptions) {
@@ -68,12 +70,29 @@ export class AuditSink implements EventSink {
     while (this.#queue.length > 0 || this.#inFlight > 0) await new Promise((r) => setTimeout(r, 5))
   }
 
+  /**
+   * Starts group commits while there is room. Concurrent commits take disjoint sets of logs, so
+   * they never wait on each other's head locks and PostgreSQL can flush their WAL together.
+   */
   #pump() {
-    const limit = this.#o.concurrency ?? 2
+    const limit = this.#o.concurrency ?? 4
     while (this.#queue.length > 0 && this.#inFlight < limit) {
-      const batch = this.#queue.splice(0, this.#o.maxBatch)
+      const batch: Pending[] = []
+      const rest: Pending[] = []
+      const taken = new Set<string>()
+      for (const p of this.#queue) {
+        const free = taken.has(p.log) || (!this.#busy.has(p.log) && batch.length < this.#o.maxBatch)
+        if (free && batch.length < this.#o.maxBatch) {
+          taken.add(p.log)
+          batch.push(p)
+        } else rest.push(p)
+      }
+      if (batch.length === 0) return
+      this.#queue = rest
+      for (const log of taken) this.#busy.add(log)
       this.#inFlight++
       this.#commit(batch).finally(() => {
+        for (const log of taken) this.#busy.delete(log)
         this.#inFlight--
         this.#pump()
       })
@@ -87,13 +106,11 @@ export class AuditSink implements EventSink {
       if (list) list.push(p.leaf)
       else byLog.set(p.log, [p.leaf])
     }
-    // Heads are locked in name order, so concurrent group commits never deadlock each other.
-    const logs = [...byLog.keys()].sort()
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#o.db.transaction(
           async (tx) => {
-            for (const log of logs) await appendLeaves(tx, log, byLog.get(log)!)
+            await appendBatch(tx, byLog)
           },
           { role: WRITER_ROLE },
         )
