@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path'
 import { type Clock, systemClock } from '../clock.ts'
 import { checkKey, checkPrefix, checkRetainUntil } from './checks.ts'
 import {
+  InvalidObjectKeyError,
   ObjectExistsError,
   type ObjectInfo,
   ObjectLockedError,
@@ -81,15 +82,22 @@ export class DirectoryObjectStore implements ObjectStore {
         ...(options.retainUntil ? { retainUntil: options.retainUntil.toISOString() } : {}),
       }
       const mode = options.retainUntil ? RETAINED_MODE : FILE_MODE
-      // The record goes first: a crash in between may leave an older object protected, never a
-      // retained object without its protection.
-      await writeAtomic(this.#metaPath(key), JSON.stringify(record), mode, 'replace')
-      await writeAtomic(file, bytes, mode, options.ifNoneMatch ? 'create' : 'replace').catch(
-        (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EEXIST') throw new ObjectExistsError(`Object ${key} already exists`)
-          throw err
-        },
-      )
+      try {
+        // The record goes first: a crash in between may leave an older object protected, never
+        // a retained object without its protection.
+        await writeAtomic(this.#metaPath(key), JSON.stringify(record), mode, 'replace')
+        await writeAtomic(file, bytes, mode, options.ifNoneMatch ? 'create' : 'replace')
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'EEXIST' && options.ifNoneMatch)
+          throw new ObjectExistsError(`Object ${key} already exists`)
+        // A file cannot also be a folder: `a` and `a/b` cannot both exist in this store.
+        if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR')
+          throw new InvalidObjectKeyError(
+            `Object key ${key} collides with an existing object or key prefix in ${this.location}`,
+          )
+        throw err
+      }
       return (await this.#info(key))!
     })
   }
@@ -192,7 +200,7 @@ async function writeAtomic(
   how: 'replace' | 'create',
 ) {
   const dir = dirname(file)
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  await ensureDir(dir)
   const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`)
   const handle = await open(tmp, 'wx', FILE_MODE)
   try {
@@ -213,6 +221,16 @@ async function writeAtomic(
     throw err
   }
   await fsyncDir(dir)
+}
+
+/** mkdir -p, then fsyncs the parents of every directory it created so they survive a crash. */
+async function ensureDir(dir: string) {
+  const first = await mkdir(dir, { recursive: true, mode: 0o700 })
+  if (!first) return
+  for (let d = dir; ; d = dirname(d)) {
+    await fsyncDir(dirname(d))
+    if (d === first || d === dirname(d)) return
+  }
 }
 
 async function fsyncDir(dir: string) {

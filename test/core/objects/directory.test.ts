@@ -6,6 +6,7 @@ import { after, describe, it } from 'node:test'
 import { ManualClock } from '../../../src/core/clock.ts'
 import {
   DirectoryObjectStore,
+  InvalidObjectKeyError,
   ObjectExistsError,
   ObjectLockedError,
 } from '../../../src/core/objects/index.ts'
@@ -112,6 +113,22 @@ describe('DirectoryObjectStore', () => {
     assert.equal(await store.get('link'), undefined)
     assert.equal(await store.head('link'), undefined)
     assert.deepEqual(await collect(store.list()), [])
+  })
+
+  it('refuses a key that collides with an object or a folder of keys, changing nothing', async () => {
+    const root = await tempDir()
+    const store = await new DirectoryObjectStore(root).init()
+    await store.put('a', 'file')
+    await store.put('b/c', 'nested')
+    await assert.rejects(store.put('a/x', 'under a file'), InvalidObjectKeyError)
+    await assert.rejects(store.put('b', 'over a folder'), InvalidObjectKeyError)
+    assert.equal((await store.get('a'))?.toString(), 'file')
+    assert.equal(await store.get('b'), undefined)
+    assert.deepEqual(await filesUnder(root), ['.meta/a', '.meta/b/c', 'a', 'b/c'])
+    // Deleting the last key under a folder frees the name.
+    await store.delete('b/c')
+    await store.put('b', 'now a file')
+    assert.equal((await store.get('b'))?.toString(), 'now a file')
   })
 
   it('serializes concurrent conditional writes: exactly one wins', async () => {
