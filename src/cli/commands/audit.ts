@@ -5,7 +5,6 @@ import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { type Command, InvalidArgumentError, Option } from 'commander'
 import { CheckpointService } from '../../audit/checkpoints.ts'
-import { DirectoryReader } from '../../audit/dir-store.ts'
 import { exportBundle } from '../../audit/export.ts'
 import { csvHeader, csvRow, ndjsonRow } from '../../audit/format.ts'
 import { KeyRing } from '../../audit/keys.ts'
@@ -22,7 +21,9 @@ import {
 } from '../../audit/tools.ts'
 import { systemClock } from '../../core/clock.ts'
 import { type Db, openDb } from '../../core/db/index.ts'
+import { openObjectStore } from '../../core/objects/index.ts'
 import { loadDflareConfig } from '../../server/config.ts'
+import { CliError, EXIT } from '../exit.ts'
 
 const collect = (v: string, prev: string[] = []) => [...prev, v]
 const date = (v: string) => {
@@ -30,9 +31,6 @@ const date = (v: string) => {
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('not an ISO 8601 time')
   return d
 }
-
-/** Exit statuses of the contract: 0 ok, 1 failure found, 2 usage or configuration error. */
-class UsageError extends Error {}
 
 async function openConfiguredDb(url: string | undefined) {
   const { config } = loadDflareConfig()
@@ -43,13 +41,18 @@ async function openConfiguredDb(url: string | undefined) {
   return { db, config }
 }
 
+/** Sets the exit status the action returns; errors go to main (CliError codes, usage = 2). */
 async function run(action: () => Promise<number>) {
+  process.exitCode = await action()
+}
+
+async function openStore(location: string) {
   try {
-    process.exitCode = await action()
+    return await openObjectStore(location)
   } catch (err) {
-    const usage = err instanceof UsageError || (err as Error).name === 'ConfigError'
-    process.stderr.write(`dflare audit: ${(err as Error).message}\n`)
-    process.exitCode = usage ? 2 : 1
+    if ((err as Error).name === 'ObjectStoreConfigError')
+      throw new CliError(`--store: ${(err as Error).message}`, EXIT.usage)
+    throw err
   }
 }
 
@@ -78,43 +81,40 @@ async function recordCliRead(
   })
 }
 
-/** Commander's own errors (unknown option, bad value) are usage errors: exit 2, not 1. */
-function usageExit(cmd: Command) {
-  cmd.exitOverride((err) => {
-    process.exit(err.exitCode === 0 ? 0 : 2)
-  })
-  return cmd
-}
-
 export function registerAudit(program: Command) {
-  const audit = usageExit(
-    program.command('audit').description('Tamper-evident audit log: verify, query, export'),
-  )
+  const audit = program
+    .command('audit')
+    .description('Tamper-evident audit log: verify, query, export')
 
-  usageExit(audit.command('verify'))
+  audit
+    .command('verify')
     .description(
       'Recompute the Merkle trees and check stored hashes and signed checkpoints; exit 1 naming the first bad index',
     )
     .option('--database <url>', 'PostgreSQL URL (default: the configured database)')
     .option('--file <path>', 'verify an export file (- for standard input) instead of the database')
-    .option('--store <dir>', 'verify the object-storage backup in this directory alone')
+    .option(
+      '--store <location>',
+      'verify the object-storage backup alone (a directory or s3://bucket/prefix?…)',
+    )
     .option('--log <name>', 'only this log (repeatable)', collect)
     .option('--key <vkey>', 'trusted checkpoint verifier key name+id+key (repeatable)', collect)
     .option('--json', 'print the report as JSON')
     .action((o) =>
       run(async () => {
         const sources = [o.file, o.store, o.database].filter((v) => v !== undefined)
-        if (sources.length > 1) throw new UsageError('choose one of --database, --file, --store')
+        if (sources.length > 1)
+          throw new CliError('choose one of --database, --file, --store', EXIT.usage)
         let keys: ReturnType<typeof parseKeys> | undefined
         try {
           keys = o.key ? parseKeys(o.key) : undefined
         } catch (err) {
-          throw new UsageError(`--key: ${(err as Error).message}`)
+          throw new CliError(`--key: ${(err as Error).message}`, EXIT.usage)
         }
         const options = { ...(o.log ? { logs: o.log } : {}), ...(keys ? { keys } : {}) }
         let report: Awaited<ReturnType<typeof verifyDatabase>>
         if (o.file) report = await verifyFile(o.file, options)
-        else if (o.store) report = await verifyObjectStore(new DirectoryReader(o.store), options)
+        else if (o.store) report = await verifyObjectStore(await openStore(o.store), options)
         else {
           const { db } = await openConfiguredDb(o.database)
           try {
@@ -124,11 +124,14 @@ export function registerAudit(program: Command) {
           }
         }
         process.stdout.write(o.json ? `${JSON.stringify(report)}\n` : formatReport(report))
-        return report.ok ? 0 : 1
+        // An export or backup holding no log at all is not evidence of anything.
+        const empty = report.logs.length === 0 && report.source !== 'database'
+        return report.ok && !empty ? EXIT.ok : EXIT.failure
       }),
     )
 
-  usageExit(audit.command('query'))
+  audit
+    .command('query')
     .description('List events with filters and cursor pagination')
     .option('--database <url>', 'PostgreSQL URL (default: the configured database)')
     .option('--log <name>', 'only this log')
@@ -194,7 +197,8 @@ export function registerAudit(program: Command) {
       }),
     )
 
-  usageExit(audit.command('export'))
+  audit
+    .command('export')
     .description('Write a self-verifying export (events + signed checkpoints + keys) as NDJSON')
     .requiredOption('--out <path>', 'file to write (- for standard output)')
     .option('--database <url>', 'PostgreSQL URL (default: the configured database)')
