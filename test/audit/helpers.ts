@@ -29,9 +29,10 @@ export function runtimeFor(
   home: string,
   objects: ObjectStore,
   clock: ManualClock,
+  env: Record<string, string> = {},
 ): Runtime {
   const { config } = loadDflareConfig({
-    env: { DFLARE_HOME: home, DFLARE_AUDIT_ORIGIN: 'audit.test/log' },
+    env: { DFLARE_HOME: home, DFLARE_AUDIT_ORIGIN: 'audit.test/log', ...env },
     file: '/dev/null',
   })
   return {
