@@ -16,6 +16,14 @@ export function leafHash(data: Uint8Array): Buffer {
   return hash('sha256', buf, 'buffer')
 }
 
+/** Leaf hash of a string's UTF-8 bytes, without an intermediate copy. */
+export function leafHashOfText(text: string): Buffer {
+  const buf = Buffer.allocUnsafe(Buffer.byteLength(text, 'utf8') + 1)
+  buf[0] = 0
+  buf.write(text, 1, 'utf8')
+  return hash('sha256', buf, 'buffer')
+}
+
 const node = Buffer.alloc(65)
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   if (left.length !== 32 || right.length !== 32) throw new RangeError('node hashes are 32 bytes')

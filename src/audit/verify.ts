@@ -1,4 +1,4 @@
-import { Frontier, leafHash } from './merkle.ts'
+import { Frontier, leafHashOfText } from './merkle.ts'
 import { openCheckpoint, type VerifierKey } from './note.ts'
 
 /** One stored leaf as any source (database, export file, backup segment) presents it. */
@@ -110,7 +110,7 @@ export async function verifyLog(
       if (e.index > frontier.size) return fail(frontier.size, `event ${frontier.size} is missing`)
       return fail(e.index, `event ${e.index} is duplicated or out of order`)
     }
-    const leaf = leafHash(Buffer.from(e.body, 'utf8'))
+    const leaf = leafHashOfText(e.body)
     if (e.leafHash && !leaf.equals(e.leafHash))
       return fail(e.index, `event ${e.index} does not match its leaf hash`)
     frontier.append(leaf)

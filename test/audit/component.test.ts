@@ -40,3 +40,32 @@ describe('audit component', () => {
     }
   })
 })
+
+describe('audit signing key rotation', () => {
+  it('keeps old checkpoints verifiable after a rotation', async () => {
+    const { auditFixture, recordMany } = await import('./helpers.ts')
+    const { openCheckpoint } = await import('../../src/audit/note.ts')
+    const { verifyDatabase } = await import('../../src/audit/tools.ts')
+    const f = await auditFixture()
+    try {
+      await recordMany(f.audit, 10)
+      const before = await f.audit.checkpoints.issue('acme')
+      const oldKey = await f.audit.keys.current()
+      const newKey = await f.audit.keys.rotate()
+      assert.notEqual(newKey.vkey, oldKey.vkey)
+      await recordMany(f.audit, 10)
+      const after = await f.audit.checkpoints.issue('acme')
+      assert.notEqual(after.keyId, before.keyId)
+      const keys = await f.audit.keys.verifierKeys()
+      assert.equal(keys.length, 2)
+      assert.equal(openCheckpoint(before.note, keys).verifiedBy[0]!.vkey, oldKey.vkey)
+      assert.equal(openCheckpoint(after.note, keys).verifiedBy[0]!.vkey, newKey.vkey)
+      assert.ok((await verifyDatabase(f.db)).ok)
+      // Pinning only the new key: the old checkpoint no longer counts as trusted.
+      const pinned = keys.filter((k) => k.vkey === newKey.vkey)
+      assert.equal((await verifyDatabase(f.db, { keys: pinned })).ok, false)
+    } finally {
+      await f.close()
+    }
+  })
+})
