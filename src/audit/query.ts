@@ -83,6 +83,8 @@ export class QueryService {
     if (f.action) add('action = ?', f.action)
     if (f.outcome) add('outcome = ?', f.outcome)
     if (f.type) add('type = ?', f.type)
+    for (const d of [f.since, f.until])
+      if (d && Number.isNaN(d.getTime())) throw problems.badRequest('time filter is invalid')
     if (f.since) add('time >= ?', f.since.toISOString())
     if (f.until) add('time < ?', f.until.toISOString())
     if (f.cursor) {

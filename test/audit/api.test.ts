@@ -111,6 +111,7 @@ describe('audit API', () => {
     assert.equal(range.events.length, 10)
     assert.equal((await get('/api/v1/audit/events?cursor=%25%25', officer)).statusCode, 400)
     assert.equal((await get('/api/v1/audit/events?outcome=maybe', officer)).statusCode, 400)
+    assert.equal((await get('/api/v1/audit/events?since=yesterday', officer)).statusCode, 400)
   })
 
   it('exports NDJSON and CSV', async () => {
