@@ -59,6 +59,12 @@ const ipStrings = fc.constantFrom(
   '1:2:3:4:5:6:7::',
   '1:2:3:4:5:6:7:8::',
   '::1:2:3:4:5:6:7',
+  '1.2.3.4/',
+  '1.2.3.4/0',
+  '1.2.3.4/00',
+  '::1/012',
+  '00001::',
+  'FFFF::/16',
 )
 const decimalStrings = fc.constantFrom(
   '1.0',
@@ -86,7 +92,7 @@ const jsonValue: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => ({
     strings,
     uid.map((u) => ({ __entity: u })),
     ipStrings
-      .filter((s) => !/\/33|1\.2\.3$|^01|ffff|\/08|\/\+8|::2::|%|7::$|8::$/.test(s))
+      .filter((s) => !/\/33|1\.2\.3$|^01|ffff|\/0\d|\/\+8|::2::|%|7::$|8::$|\/$|^0000/.test(s))
       .map((s) => ({ __extn: { fn: 'ip', arg: s } })),
     fc.constantFrom('1.0', '-0.5', '2.25').map((s) => ({ __extn: { fn: 'decimal', arg: s } })),
     fc.array(tie('v'), { maxLength: 3 }),

@@ -8,7 +8,7 @@ const V4_BITS = 32
 const V6_BITS = 128
 const V4_OCTET = /^(0|[1-9][0-9]{0,2})$/
 const V6_GROUP = /^[0-9a-fA-F]{1,4}$/
-const PREFIX = /^\+?[0-9]+$/
+const PREFIX = /^(0|[1-9][0-9]*)$/
 
 function ipError(s: string): CedarError {
   return new CedarError(
