@@ -123,13 +123,12 @@ export function isPlatformWide(g: BindingGroup) {
 /** Links the role template for one binding group (static policy with the slots filled in). */
 export function bindingPolicy(g: BindingGroup): PolicySource {
   const t = roleTemplate(g.role)
-  const fill = (c: JsonNode, entity: { type: string; id: string } | undefined): JsonNode =>
+  const fill = (entity: { type: string; id: string } | undefined): JsonNode =>
     entity ? { op: 'in', entity } : { op: 'All' }
   const json: PolicyJson = {
     ...t,
-    principal: fill(t.principal, bindingGroupUid(g)),
+    principal: fill(bindingGroupUid(g)),
     resource: fill(
-      t.resource,
       isPlatformWide(g) ? undefined : { type: `${NAMESPACE}::${g.scope.type}`, id: g.scope.id },
     ),
     annotations: { id: `binding:${bindingGroupId(g)}` },

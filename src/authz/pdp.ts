@@ -38,7 +38,10 @@ export class RecentRequests {
   }
   add(r: RecordedRequest) {
     let list = this.#byTenant.get(r.tenant)
-    if (!list) this.#byTenant.set(r.tenant, (list = []))
+    if (!list) {
+      list = []
+      this.#byTenant.set(r.tenant, list)
+    }
     list.push(r)
     if (list.length > this.#perTenant) list.splice(0, list.length - this.#perTenant)
   }

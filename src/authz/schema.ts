@@ -142,7 +142,7 @@ export const SENSITIVE_ACTIONS = [
   ...pick(['Policy'], ['create', 'update', 'delete']),
   ...pick(['Certificate'], ['issue', 'revoke']),
   ...pick(['TenantSpec'], ['apply', 'destroy']),
-  ...pick(['Tenant', 'Domain', 'Project', 'User', 'ServiceAccount'], ['delete']),
+  ...pick(['Tenant', 'Domain', 'Project', 'User', 'ServiceAccount', ...WORKLOAD], ['delete']),
   ...pick(['ServiceAccount'], ['create']),
   ...pick(['AuditLog'], ['export']),
   ...pick(['Session'], ['revoke']),

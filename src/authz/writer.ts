@@ -70,7 +70,7 @@ function checkRecord(e: EntityRecord) {
 export class StoreWriter implements EntityWriter {
   async upsert(tx: Transaction, entities: readonly EntityRecord[]): Promise<void> {
     if (entities.length === 0) return
-    entities.forEach(checkRecord)
+    for (const e of entities) checkRecord(e)
     const revision = await bumpRevision(tx)
     for (const e of entities) {
       // The tenant is part of the identity of an entity: it never moves to another tenant.
@@ -97,7 +97,7 @@ export class StoreWriter implements EntityWriter {
 
   async remove(tx: Transaction, uids: readonly EntityUid[]): Promise<void> {
     if (uids.length === 0) return
-    uids.forEach((u) => checkUid(u, 'uid'))
+    for (const u of uids) checkUid(u, 'uid')
     const revision = await bumpRevision(tx)
     const tenants = new Set<string>()
     for (const u of uids) {
