@@ -59,7 +59,7 @@ export function storedFromRecord(
     tenant: r.tenant,
     attrs,
     parents: [...(r.parents ?? []).map(entityFromJson), ...extraParents],
-    tags: toMap(tags),
+    tags: toMap(tags ?? r.tags),
   }
 }
 

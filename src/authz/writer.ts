@@ -58,6 +58,8 @@ function checkRecord(e: EntityRecord) {
   if (typeof e.tenant !== 'string' || e.tenant.length === 0)
     throw problems.badRequest(`entity ${e.uid.type} needs its tenant`)
   for (const p of e.parents ?? []) checkUid(p, 'parent')
+  for (const v of Object.values(e.tags ?? {}))
+    if (typeof v !== 'string') throw problems.badRequest('entity tags (labels) are strings')
   try {
     valueFromJson(e.attrs ?? {})
   } catch (err) {
@@ -75,10 +77,11 @@ export class StoreWriter implements EntityWriter {
     for (const e of entities) {
       // The tenant is part of the identity of an entity: it never moves to another tenant.
       const { rowCount } = await tx.query(
-        `INSERT INTO authz.entities (type, id, tenant, attrs, parents, revision)
-         VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6)
+        `INSERT INTO authz.entities (type, id, tenant, attrs, parents, tags, revision)
+         VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
          ON CONFLICT (type, id) DO UPDATE
-           SET attrs = EXCLUDED.attrs, parents = EXCLUDED.parents, revision = EXCLUDED.revision
+           SET attrs = EXCLUDED.attrs, parents = EXCLUDED.parents, tags = EXCLUDED.tags,
+               revision = EXCLUDED.revision
            WHERE authz.entities.tenant = EXCLUDED.tenant`,
         [
           e.uid.type,
@@ -86,6 +89,7 @@ export class StoreWriter implements EntityWriter {
           e.tenant,
           JSON.stringify(e.attrs ?? {}),
           JSON.stringify(e.parents ?? []),
+          JSON.stringify(e.tags ?? {}),
           revision,
         ],
       )
