@@ -57,7 +57,12 @@ export const decisionsBodySchema = {
       required: ['requests'],
       additionalProperties: false,
       properties: {
-        requests: { type: 'array', minItems: 1, maxItems: MAX_BATCH, items: authorizationRequestSchema },
+        requests: {
+          type: 'array',
+          minItems: 1,
+          maxItems: MAX_BATCH,
+          items: authorizationRequestSchema,
+        },
       },
     },
   ],

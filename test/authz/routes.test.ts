@@ -25,13 +25,22 @@ const req = (user: string, act: string, type: string, id: string) => ({
 })
 
 test('single and batch decisions', async () => {
-  const one = await app.inject({ method: 'POST', url: DECISIONS_PATH, payload: req('viewer', 'cluster.read', 'Cluster', 'c1') })
+  const one = await app.inject({
+    method: 'POST',
+    url: DECISIONS_PATH,
+    payload: req('viewer', 'cluster.read', 'Cluster', 'c1'),
+  })
   assert.equal(one.statusCode, 200)
   assert.equal(one.json().decision, 'allow')
   const batch = await app.inject({
     method: 'POST',
     url: DECISIONS_PATH,
-    payload: { requests: [req('viewer', 'cluster.read', 'Cluster', 'c1'), req('viewer', 'cluster.read', 'Cluster', 'x1')] },
+    payload: {
+      requests: [
+        req('viewer', 'cluster.read', 'Cluster', 'c1'),
+        req('viewer', 'cluster.read', 'Cluster', 'x1'),
+      ],
+    },
   })
   assert.equal(batch.statusCode, 200)
   assert.deepEqual(
@@ -47,7 +56,9 @@ test('malformed bodies are rejected by the schema', async () => {
   const tooMany = await app.inject({
     method: 'POST',
     url: DECISIONS_PATH,
-    payload: { requests: Array.from({ length: 101 }, () => req('viewer', 'cluster.read', 'Cluster', 'c1')) },
+    payload: {
+      requests: Array.from({ length: 101 }, () => req('viewer', 'cluster.read', 'Cluster', 'c1')),
+    },
   })
   assert.equal(tooMany.statusCode, 400)
 })

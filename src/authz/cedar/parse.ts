@@ -64,9 +64,9 @@ export interface ParsedPolicy extends PolicySource {
 
 /**
  * A policy set text to its policies, in textual order. Ids come from `@id("…")` annotations
- * (required: ids are what decisions cite), and must be unique.
+ * (required by default: ids are what decisions cite; otherwise Cedar's `policyN`), unique.
  */
-export function parsePolicySetText(text: string): ParsedPolicy[] {
+export function parsePolicySetText(text: string, requireIds = true): ParsedPolicy[] {
   const check = cedar.checkParsePolicySet({ staticPolicies: text })
   if (check.type !== 'success') throw new PolicyTextError(problemsOf(text, check.errors))
   const parts = cedar.policySetTextToParts(text)
@@ -84,7 +84,7 @@ export function parsePolicySetText(text: string): ParsedPolicy[] {
   const out: ParsedPolicy[] = []
   ordered.forEach((policyText, i) => {
     const json = compileText(policyText)
-    const id = json.annotations?.id
+    const id = json.annotations?.id ?? (requireIds ? undefined : `policy${i}`)
     if (!id) {
       problems.push({ policy: `policy${i}`, message: 'every policy needs an @id("…") annotation' })
       return
