@@ -227,21 +227,7 @@ export class EntityCache {
 
   /** Synchronous slice when everything is cached; undefined when something must be fetched. */
   sliceCached(roots: readonly EntityValue[]): Map<string, EntityData> | undefined {
-    const found = new Map<string, StoredEntity | null>()
-    const stack = [...roots]
-    while (stack.length > 0) {
-      const e = stack.pop()!
-      if (found.has(e.key)) continue
-      let s = this.#entities.get(e.key)
-      if (s === undefined) {
-        if (e.type !== ROLE_BINDING) return undefined
-        s = bindingGroupEntity(e) ?? null
-      }
-      found.set(e.key, s)
-      if (s) for (const p of s.parents) stack.push(p)
-      if (found.size > MAX_SLICE) throw new SliceTooLargeError('entity hierarchy too large')
-    }
-    return close(found)
+    return sliceFrom((key) => this.#entities.get(key), roots)
   }
 
   /**
@@ -362,6 +348,31 @@ export class EntityCache {
       this.#bindingGroups.set(tenant, groups)
     return groups
   }
+}
+
+/**
+ * The slice of `roots` and their ancestors from an in-memory source (`undefined` = not loaded,
+ * `null` = known absent); undefined when something is not loaded.
+ */
+export function sliceFrom(
+  get: (key: string) => StoredEntity | null | undefined,
+  roots: readonly EntityValue[],
+): Map<string, EntityData> | undefined {
+  const found = new Map<string, StoredEntity | null>()
+  const stack = [...roots]
+  while (stack.length > 0) {
+    const e = stack.pop()!
+    if (found.has(e.key)) continue
+    let s = get(e.key)
+    if (s === undefined) {
+      if (e.type !== ROLE_BINDING) return undefined
+      s = bindingGroupEntity(e) ?? null
+    }
+    found.set(e.key, s)
+    if (s) for (const p of s.parents) stack.push(p)
+    if (found.size > MAX_SLICE) throw new SliceTooLargeError('entity hierarchy too large')
+  }
+  return close(found)
 }
 
 /** Transitive ancestors inside a slice (parents outside the slice still count, as in Cedar). */

@@ -78,7 +78,8 @@ function contextEntities(v: Value, out: EntityValue[], depth = 0) {
     for (const x of v.attrs.values()) contextEntities(x, out, depth + 1)
 }
 
-class SliceLookup implements EntityLookup {
+/** Lookup over a request's slice plus the schema's action entities. */
+export class SliceLookup implements EntityLookup {
   readonly #slice: Map<string, EntityData>
   constructor(slice: Map<string, EntityData>) {
     this.#slice = slice
@@ -97,7 +98,7 @@ export function combine(a: EvalResult, b: EvalResult): EvalResult {
   return { allow: permits.length > 0, determining: permits, errors }
 }
 
-function explain(r: EvalResult): Decision {
+export function explain(r: EvalResult): Decision {
   const platformErrors = r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX))
   if (platformErrors.length > 0)
     return deny(
@@ -124,6 +125,15 @@ export interface PreparedRequest {
   resource: EntityValue
   context: RecordValue
   lookup: EntityLookup
+}
+
+/** Evaluates a prepared request against a tenant's global and tenant policy sets. */
+export function evaluatePrepared(
+  p: PreparedRequest,
+  s: { global: CompiledPolicySet; tenant: CompiledPolicySet },
+): Decision {
+  const req = { principal: p.principal, action: p.action, resource: p.resource, context: p.context }
+  return explain(combine(s.global.evaluate(req, p.lookup), s.tenant.evaluate(req, p.lookup)))
 }
 
 export function createPdp(deps: PdpDeps): BatchPdp & {
@@ -165,18 +175,7 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
     return { tenant, principal, action, resource, context, lookup: new SliceLookup(slice) }
   }
 
-  function evaluate(
-    p: PreparedRequest,
-    s: { global: CompiledPolicySet; tenant: CompiledPolicySet },
-  ): Decision {
-    const req = {
-      principal: p.principal,
-      action: p.action,
-      resource: p.resource,
-      context: p.context,
-    }
-    return explain(combine(s.global.evaluate(req, p.lookup), s.tenant.evaluate(req, p.lookup)))
-  }
+  const evaluate = evaluatePrepared
 
   async function decideOne(request: AuthorizationRequest, useCache: boolean): Promise<Decision> {
     const prepared = await prepare(request, useCache)
