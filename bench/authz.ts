@@ -9,13 +9,24 @@
  * the request's JSON (uids and context) to the explained decision, slice building included.
  */
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
-import { type StoredEntity, sliceFrom, storedFromRecord } from '../src/authz/cache.ts'
-import { bindingPolicy, type BindingGroup, isPlatformWide, platformPolicies } from '../src/authz/catalog.ts'
+import {
+  deriveBindingGroup,
+  type StoredEntity,
+  sliceFrom,
+  storedFromRecord,
+} from '../src/authz/cache.ts'
+import {
+  type BindingGroup,
+  bindingPolicy,
+  isPlatformWide,
+  platformPolicies,
+} from '../src/authz/catalog.ts'
+import { contextFromJson } from '../src/authz/cedar/entities.ts'
 import { parsePolicySetText } from '../src/authz/cedar/parse.ts'
 import { CompiledPolicySet, type PolicySource } from '../src/authz/cedar/policyset.ts'
-import { contextFromJson } from '../src/authz/cedar/entities.ts'
 import { EntityValue, SetValue } from '../src/authz/cedar/values.ts'
 import type { EntityRecord } from '../src/authz/contract.ts'
+import { Hierarchy } from '../src/authz/hierarchy.ts'
 import { evaluatePrepared, SliceLookup } from '../src/authz/pdp.ts'
 import { actionEntities, type Role } from '../src/authz/schema.ts'
 
@@ -49,7 +60,15 @@ interface Tenant {
   customText: Record<string, string>
 }
 
-const TENANT_ROLES: Role[] = ['tenant-admin', 'domain-admin', 'project-admin', 'member', 'viewer', 'billing-viewer', 'auditor']
+const TENANT_ROLES: Role[] = [
+  'tenant-admin',
+  'domain-admin',
+  'project-admin',
+  'member',
+  'viewer',
+  'billing-viewer',
+  'auditor',
+]
 
 function customPolicies(t: string, projects: string[]): string {
   const out: string[] = []
@@ -93,13 +112,19 @@ function buildWorld() {
     const t = `t${n}`
     put({ uid: uid('Tenant', t), tenant: t, attrs: {}, parents: [] })
     const domains = [`${t}-d0`, `${t}-d1`]
-    for (const d of domains) put({ uid: uid('Domain', d), tenant: t, attrs: {}, parents: [uid('Tenant', t)] })
+    for (const d of domains)
+      put({ uid: uid('Domain', d), tenant: t, attrs: {}, parents: [uid('Tenant', t)] })
     const projects: string[] = []
     const resources: { type: string; id: string }[] = []
     for (let j = 0; j < 10; j++) {
       const p = `${t}-p${j}`
       projects.push(p)
-      put({ uid: uid('Project', p), tenant: t, attrs: {}, parents: [uid('Domain', domains[j % 2]!)] })
+      put({
+        uid: uid('Project', p),
+        tenant: t,
+        attrs: {},
+        parents: [uid('Domain', domains[j % 2]!)],
+      })
       for (let c = 0; c < 5; c++) {
         const type = pick(['Cluster', 'Volume', 'Network'])
         const id = `${p}-${type.toLowerCase()}${c}`
@@ -117,7 +142,12 @@ function buildWorld() {
     resources.push({ type: 'AuditLog', id: `${t}-audit` })
     put({ uid: uid('AuditLog', `${t}-audit`), tenant: t, attrs: {}, parents: [uid('Tenant', t)] })
     for (let g = 0; g < 3; g++)
-      put({ uid: uid('Group', `${t}-g${g}`), tenant: t, attrs: {}, parents: [uid('Domain', domains[g % 2]!)] })
+      put({
+        uid: uid('Group', `${t}-g${g}`),
+        tenant: t,
+        attrs: {},
+        parents: [uid('Domain', domains[g % 2]!)],
+      })
     const groups = new Map<string, BindingGroup>()
     const users: string[] = []
     for (let u = 0; u < USERS_PER_TENANT; u++) {
@@ -134,7 +164,9 @@ function buildWorld() {
               : { type: 'Project' as const, id: pick(projects) }
         const g: BindingGroup = { tenant: t, role, scope }
         groups.set(`${role}/${scope.type}/${scope.id}`, g)
-        bindings.push(new EntityValue(`${D}::RoleBinding`, `${t}/${scope.type}/${scope.id}/${role}`))
+        bindings.push(
+          new EntityValue(`${D}::RoleBinding`, `${t}/${scope.type}/${scope.id}/${role}`),
+        )
       }
       const parents = rand() < 0.5 ? [uid('Group', `${t}-g${u % 3}`)] : []
       put(
@@ -202,9 +234,14 @@ function buildRequests(tenants: Tenant[]): Req[] {
     const crossTenant = rand() < 0.1
     const target = crossTenant ? pick(tenants) : t
     const operator = rand() < 0.02
-    const principal = operator ? uid('User', pick(['op-admin', 'op-sec'])) : uid('User', pick(t.users))
+    const principal = operator
+      ? uid('User', pick(['op-admin', 'op-sec']))
+      : uid('User', pick(t.users))
     const r = pick(target.resources)
-    const act = r.type === 'AuditLog' ? 'auditlog.read' : pick(ACTIONS.filter((a) => a.startsWith(r.type.toLowerCase())))
+    const act =
+      r.type === 'AuditLog'
+        ? 'auditlog.read'
+        : pick(ACTIONS.filter((a) => a.startsWith(r.type.toLowerCase())))
     const context: Record<string, unknown> = {
       hour: Math.floor(rand() * 24),
       ip: { __extn: { fn: 'ip', arg: pick(['10.1.2.3', '192.0.2.10']) } },
@@ -214,7 +251,13 @@ function buildRequests(tenants: Tenant[]): Req[] {
       context.auth_time = now - Math.floor(rand() * 1800)
     }
     context.now = now
-    reqs.push({ tenant: target.id, principal, action: uid('Action', act), resource: uid(r.type, r.id), context })
+    reqs.push({
+      tenant: target.id,
+      principal,
+      action: uid('Action', act),
+      resource: uid(r.type, r.id),
+      context,
+    })
   }
   return reqs
 }
@@ -240,10 +283,15 @@ export async function main(args: string[]) {
   const t0 = performance.now()
   const { entities, tenants, platformGroups } = buildWorld()
   const requests = buildRequests(tenants)
-  log(`world: ${entities.size} entities, ${tenants.length} tenants, ${requests.length} requests (${(performance.now() - t0).toFixed(0)} ms)`)
+  log(
+    `world: ${entities.size} entities, ${tenants.length} tenants, ${requests.length} requests (${(performance.now() - t0).toFixed(0)} ms)`,
+  )
 
   // Ours: compiled global set + one compiled set per tenant.
-  const platform = [...platformPolicies(), ...platformGroups.filter(isPlatformWide).map(bindingPolicy)]
+  const platform = [
+    ...platformPolicies(),
+    ...platformGroups.filter(isPlatformWide).map(bindingPolicy),
+  ]
   const global = new CompiledPolicySet(platform)
   const ourSets = new Map<string, { global: CompiledPolicySet; tenant: CompiledPolicySet }>()
   let policyCount = platform.length
@@ -274,13 +322,21 @@ export async function main(args: string[]) {
     tags: Object.fromEntries(s.tags),
   })
   const cedarCalls = requests.map((r) => {
-    const roots = [new EntityValue(r.principal.type, r.principal.id), new EntityValue(r.resource.type, r.resource.id)]
+    const roots = [
+      new EntityValue(r.principal.type, r.principal.id),
+      new EntityValue(r.resource.type, r.resource.id),
+    ]
     const slice = sliceFrom((k) => entities.get(k) ?? null, roots)!
     const list: cedar.EntityJson[] = []
     for (const [key, data] of slice) {
       const stored = entities.get(key)
       if (stored) list.push(entityJson(stored) as cedar.EntityJson)
-      else list.push({ uid: { type: data.uid.type, id: data.uid.id }, attrs: Object.fromEntries(data.attrs) as Record<string, cedar.CedarValueJson>, parents: [] })
+      else
+        list.push({
+          uid: { type: data.uid.type, id: data.uid.id },
+          attrs: Object.fromEntries(data.attrs) as Record<string, cedar.CedarValueJson>,
+          parents: [],
+        })
     }
     const act = actions.get(`${r.action.type}\u0000${r.action.id}`)!
     list.push({ uid: act.uid, attrs: {}, parents: act.parents })
@@ -295,19 +351,27 @@ export async function main(args: string[]) {
     } satisfies cedar.StatefulAuthorizationCall
   })
 
+  // Our side reads the same in-memory hierarchy the PDP's cache keeps (closures computed once).
+  const hierarchy = new Hierarchy(deriveBindingGroup)
+  for (const [key, s] of entities) hierarchy.set(key, s)
+  const lookup = new SliceLookup(hierarchy)
   const ours = (r: Req) => {
     const principal = new EntityValue(r.principal.type, r.principal.id)
     const resource = new EntityValue(r.resource.type, r.resource.id)
-    const slice = sliceFrom((k) => entities.get(k) ?? null, [principal, resource])!
-    const tenant = slice.get(resource.key)!.attrs.get('tenant') as string
+    const p = hierarchy.get(principal.key)
+    const res = hierarchy.get(resource.key)
+    if (!p?.complete || !res?.complete) throw new Error('incomplete hierarchy')
+    const tenant = res.attrs.get('tenant') as string
     return evaluatePrepared(
       {
         tenant,
+        roots: [principal, resource],
+        live: true,
         principal,
         action: new EntityValue(r.action.type, r.action.id),
         resource,
         context: contextFromJson(r.context),
-        lookup: new SliceLookup(slice),
+        lookup,
       },
       ourSets.get(tenant)!,
     )
@@ -320,9 +384,16 @@ export async function main(args: string[]) {
     const a = ours(requests[i]!)
     const b = cedar.statefulIsAuthorized(cedarCalls[i]!)
     if (b.type !== 'success') throw new Error(JSON.stringify(b.errors))
-    const cedarDecision = b.response.diagnostics.errors.some((e) => e.policyId.startsWith('platform.')) ? 'deny' : b.response.decision
+    const cedarDecision = b.response.diagnostics.errors.some((e) =>
+      e.policyId.startsWith('platform.'),
+    )
+      ? 'deny'
+      : b.response.decision
     if (a.decision === 'allow') allows++
-    if (a.decision !== cedarDecision || [...a.determining].sort().join() !== [...b.response.diagnostics.reason].sort().join())
+    if (
+      a.decision !== cedarDecision ||
+      [...a.determining].sort().join() !== [...b.response.diagnostics.reason].sort().join()
+    )
       mismatches++
   }
 

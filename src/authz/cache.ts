@@ -11,22 +11,17 @@
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
 import type { BindingGroup } from './catalog.ts'
-import type { EntityData } from './cedar/compile.ts'
+import type { EntityData, EntityLookup } from './cedar/compile.ts'
 import { CedarError } from './cedar/errors.ts'
 import { EntityValue, entityFromJson, type Value, valueFromJson } from './cedar/values.ts'
 import type { EntityRecord } from './contract.ts'
+import { Hierarchy, type StoredEntity } from './hierarchy.ts'
 import { NAMESPACE, type Role, type ScopeType } from './schema.ts'
 import { CHANGES_CHANNEL, type ChangeNotice } from './writer.ts'
 
 export type Consistency = 'strong' | 'notify'
 
-export interface StoredEntity {
-  uid: EntityValue
-  tenant: string
-  attrs: ReadonlyMap<string, Value>
-  parents: readonly EntityValue[]
-  tags: ReadonlyMap<string, Value>
-}
+export type { StoredEntity }
 
 const ROLE_BINDING = `${NAMESPACE}::RoleBinding`
 const PRINCIPAL_TYPES = new Set(
@@ -83,6 +78,12 @@ function bindingGroupEntity(uid: EntityValue): StoredEntity | undefined {
   }
 }
 
+/** RoleBinding group entities are not stored: they are derived from their key. */
+export function deriveBindingGroup(key: string): StoredEntity | undefined {
+  if (!key.startsWith(`${ROLE_BINDING}\u0000`)) return undefined
+  return bindingGroupEntity(new EntityValue(ROLE_BINDING, key.slice(ROLE_BINDING.length + 1)))
+}
+
 export function bindingGroupUidOf(
   tenant: string,
   role: string,
@@ -97,8 +98,7 @@ type Listener = (notice: ChangeNotice | 'all') => void
 export class EntityCache {
   readonly #db: Db
   readonly consistency: Consistency
-  /** `null` records a known-absent entity. */
-  readonly #entities = new Map<string, StoredEntity | null>()
+  readonly #entities = new Hierarchy(deriveBindingGroup)
   readonly #bindingGroups = new Map<string, BindingGroup[]>()
   readonly #listeners = new Set<Listener>()
   #revision = 0
@@ -225,9 +225,30 @@ export class EntityCache {
     return this.#listening
   }
 
-  /** Synchronous slice when everything is cached; undefined when something must be fetched. */
-  sliceCached(roots: readonly EntityValue[]): Map<string, EntityData> | undefined {
-    return sliceFrom((key) => this.#entities.get(key), roots)
+  /**
+   * The cache itself as the evaluator's lookup, when the roots and all their ancestors are
+   * loaded (closures exact); undefined when something must be fetched first.
+   */
+  lookup(roots: readonly EntityValue[]): EntityLookup | undefined {
+    if (!this.#listening) return undefined
+    for (const r of roots) {
+      const entry = this.#entities.get(r.key)
+      if (entry ? !entry.complete : !this.#entities.has(r.key)) return undefined
+    }
+    return this.#entities
+  }
+
+  /** Loads the roots and their ancestors into the cache; false if a concurrent change raced. */
+  async load(roots: readonly EntityValue[]): Promise<boolean> {
+    for (let round = 0; round < 64; round++) {
+      const missing = this.#entities.missing(roots)
+      if (missing.length === 0) return true
+      const epoch = this.#epoch
+      await this.#fetch(missing, true)
+      if (epoch !== this.#epoch || !this.#listening) return false
+      if (this.#entities.size > 1_000_000) this.#dropAll() // hard memory bound
+    }
+    throw new SliceTooLargeError('entity hierarchy too deep')
   }
 
   /**
@@ -239,10 +260,6 @@ export class EntityCache {
     requestEntities: readonly StoredEntity[] = [],
     useCache = true,
   ): Promise<Map<string, EntityData>> {
-    if (useCache && requestEntities.length === 0) {
-      const cached = this.sliceCached(roots)
-      if (cached) return cached
-    }
     const found = new Map<string, StoredEntity | null>()
     for (const r of requestEntities) found.set(r.uid.key, r)
     let frontier = [...roots, ...requestEntities.flatMap((r) => r.parents)]
@@ -250,7 +267,7 @@ export class EntityCache {
       const missing: EntityValue[] = []
       for (const e of frontier) {
         if (found.has(e.key)) continue
-        const cached = useCache ? this.#entities.get(e.key) : undefined
+        const cached = useCache ? this.#entities.stored(e.key) : undefined
         if (cached !== undefined) found.set(e.key, cached)
         else if (e.type === ROLE_BINDING) found.set(e.key, bindingGroupEntity(e) ?? null)
         else missing.push(e)

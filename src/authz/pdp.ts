@@ -78,14 +78,14 @@ function contextEntities(v: Value, out: EntityValue[], depth = 0) {
     for (const x of v.attrs.values()) contextEntities(x, out, depth + 1)
 }
 
-/** Lookup over a request's slice plus the schema's action entities. */
+/** Lookup over a request's entities (cache or snapshot) plus the schema's action entities. */
 export class SliceLookup implements EntityLookup {
-  readonly #slice: Map<string, EntityData>
-  constructor(slice: Map<string, EntityData>) {
-    this.#slice = slice
+  readonly #inner: EntityLookup
+  constructor(inner: EntityLookup) {
+    this.#inner = inner
   }
-  get(key: string) {
-    return this.#slice.get(key) ?? ACTION_ENTITIES.get(key)
+  get(key: string): EntityData | undefined {
+    return this.#inner.get(key) ?? ACTION_ENTITIES.get(key)
   }
 }
 
@@ -120,6 +120,9 @@ export function explain(r: EvalResult): Decision {
 
 export interface PreparedRequest {
   tenant: string
+  /** Entities the decision depends on; with `live`, the lookup is the shared cache. */
+  roots: EntityValue[]
+  live: boolean
   principal: EntityValue
   action: EntityValue
   resource: EntityValue
@@ -165,24 +168,39 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
       return deny('request-scoped entities cannot describe the principal')
     const roots = [principal, resource]
     contextEntities(context, roots)
-    const slice = await cache.slice(roots, requestEntities, useCache)
-    const p = slice.get(principal.key)
-    const r = slice.get(resource.key)
+    let entities: EntityLookup | undefined
+    if (useCache && requestEntities.length === 0) {
+      entities = cache.lookup(roots)
+      if (!entities && (await cache.load(roots))) entities = cache.lookup(roots)
+    }
+    const live = entities !== undefined
+    entities ??= await cache.slice(roots, requestEntities, useCache)
+    const p = entities.get(principal.key)
+    const r = entities.get(resource.key)
     if (!p) return deny('unknown principal')
     if (!r) return deny('unknown resource')
     const tenant = r.attrs.get('tenant')
     if (typeof tenant !== 'string') return deny('the resource has no tenant')
-    return { tenant, principal, action, resource, context, lookup: new SliceLookup(slice) }
+    const lookup = new SliceLookup(entities)
+    return { tenant, roots, live, principal, action, resource, context, lookup }
   }
 
   const evaluate = evaluatePrepared
 
   async function decideOne(request: AuthorizationRequest, useCache: boolean): Promise<Decision> {
-    const prepared = await prepare(request, useCache)
-    if ('decision' in prepared) return prepared
-    const decision = evaluate(prepared, await sets.for(prepared.tenant, useCache))
-    recent?.add({ tenant: prepared.tenant, at: clock.now(), request, decision })
-    return decision
+    // A live (cache) lookup must still be complete when evaluation starts: a change notice may
+    // have dropped entries while we awaited the policy sets. Retry, then read uncached.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const cached = useCache && attempt < 3
+      const prepared = await prepare(request, cached)
+      if ('decision' in prepared) return prepared
+      const policySets = await sets.for(prepared.tenant, cached)
+      if (prepared.live && !cache.lookup(prepared.roots)) continue
+      const decision = evaluate(prepared, policySets)
+      recent?.add({ tenant: prepared.tenant, at: clock.now(), request, decision })
+      return decision
+    }
+    return deny('the entity store kept changing during the decision')
   }
 
   async function guarded(request: AuthorizationRequest, useCache: boolean): Promise<Decision> {

@@ -117,11 +117,25 @@ export class JsonValueError extends Error {
   override name = 'JsonValueError'
 }
 
+/** Parsed extension values are immutable: a bounded memo spares re-parsing per request. */
+const MEMO_MAX = 10_000
+const memo = new Map<string, Value>()
+function memoized(kind: string, s: string, make: (s: string) => Value): Value {
+  const key = `${kind}:${s}`
+  let v = memo.get(key)
+  if (v === undefined) {
+    v = make(s) // throws on invalid input: errors are never memoised
+    if (memo.size >= MEMO_MAX) memo.clear()
+    memo.set(key, v)
+  }
+  return v
+}
+
 /** Extension constructors usable in JSON (`__extn`) and in policies. */
 const constructors: Record<string, (s: string) => Value> = {
-  ip: (s) => IpAddr.parse(s),
-  ipaddr: (s) => IpAddr.parse(s),
-  decimal: (s) => Decimal.parse(s),
+  ip: (s) => memoized('ip', s, IpAddr.parse),
+  ipaddr: (s) => memoized('ip', s, IpAddr.parse),
+  decimal: (s) => memoized('decimal', s, Decimal.parse),
 }
 
 /** Converts Cedar's JSON value form (entity/extension escapes) into a runtime value. */
