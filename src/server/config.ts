@@ -1,6 +1,6 @@
+import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
-import { authzSettings } from '../authz/settings.ts'
 import { gatewaySettings } from '../gateway/settings.ts'
 import { serverSettings } from './settings.ts'
 
