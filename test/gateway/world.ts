@@ -71,6 +71,7 @@ export interface GatewayWorld {
   app: FastifyInstance
   url: URL
   ca: string
+  tls: { key: string; cert: string }
   db: Db
   authz: AuthzService
   authority: TestAuthority
@@ -182,6 +183,7 @@ export async function gatewayWorld(
     app,
     url,
     ca: tls.ca,
+    tls: { key: tls.key, cert: tls.cert },
     db,
     authz,
     authority,
