@@ -1,6 +1,7 @@
 /**
- * `npm run bench -- NAME [--json] [options]`: runs bench/NAME.ts, whose default export returns
- * one result object (with the peer's figures from the same run where a peer exists).
+ * `npm run bench -- NAME [--json] [options]`: runs bench/NAME.ts. A bench either default-exports
+ * a function returning one result object (printed here with the machine's facts), or exports
+ * `main(args)` that prints its own JSON object. Peers' figures come from the same run.
  */
 import { readdirSync } from 'node:fs'
 
@@ -13,7 +14,14 @@ if (!name || !available.includes(name)) {
   process.exit(2)
 }
 const json = rest.includes('--json')
-const mod = (await import(`./${name}.ts`)) as { default: (args: string[]) => Promise<unknown> }
+const mod = (await import(`./${name}.ts`)) as {
+  default?: (args: string[]) => Promise<unknown>
+  main?: (args: string[]) => Promise<void>
+}
+if (!mod.default) {
+  await mod.main!(rest)
+  process.exit(0)
+}
 const result = await mod.default(rest.filter((a) => a !== '--json'))
 const machine = {
   cores: (await import('node:os')).availableParallelism(),

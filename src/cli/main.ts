@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
 import { registerAudit } from './commands/audit.ts'
+import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerVersion(program)
   registerConfig(program)
   registerAudit(program)
+  registerAuthz(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {
     cmd.exitOverride()
