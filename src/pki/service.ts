@@ -181,7 +181,7 @@ export class PkiService {
   async renewHeld(current: x509.X509Certificate, csr: string): Promise<IssueResult> {
     const serial = normalizeSerial(current.serialNumber)
     const rec = await this.get(serial)
-    if (!rec || rec.status !== 'valid' || rec.fingerprint !== describe(current, '').fingerprint)
+    if (rec?.status !== 'valid' || rec.fingerprint !== describe(current, '').fingerprint)
       throw problems.forbidden('the presented certificate is not a valid certificate of this CA')
     const caller: Caller = {
       actor: { kind: 'service', id: rec.spiffeId ?? rec.serial },

@@ -8,7 +8,17 @@ import { openCa } from '../../src/pki/ca-store.ts'
 import { Kek } from '../../src/pki/kek.ts'
 import { pkiMigrations } from '../../src/pki/migrations.ts'
 import { PkiService } from '../../src/pki/service.ts'
-import { migratedDatabase } from '../support/db.ts'
+import { migratedDatabase, type TestDatabase } from '../support/db.ts'
+
+// One migrated database per test file (creating one is the slow part); emptied per fixture.
+let shared: Promise<TestDatabase> | undefined
+export function sharedDatabase(): Promise<TestDatabase> {
+  shared ??= migratedDatabase([pkiMigrations])
+  return shared
+}
+process.once('beforeExit', () => {
+  void shared?.then((d) => d.close())
+})
 
 export async function tempDir(): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'dflare-pki-'))
@@ -40,7 +50,8 @@ export async function pkiFixture(options: { now?: Date; pdp?: Pdp; crlValidity?:
   const clock = new ManualClock(options.now ?? new Date())
   const kek = testKek()
   const opened = await openCa({ dir: join(tmp.dir, 'pki'), kek, now: clock.now() })
-  const database = await migratedDatabase([pkiMigrations])
+  const database = await sharedDatabase()
+  await database.db.query('TRUNCATE pki.certificates, pki.crl_numbers')
   const events = new MemoryEventSink()
   const service = new PkiService({
     db: database.db,
@@ -65,7 +76,6 @@ export async function pkiFixture(options: { now?: Date; pdp?: Pdp; crlValidity?:
     db: database.db,
     ca: opened.ca,
     async close() {
-      await database.close()
       await tmp.cleanup()
     },
   }
