@@ -1,0 +1,274 @@
+import assert from 'node:assert/strict'
+import { type ChildProcess, fork } from 'node:child_process'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import tls from 'node:tls'
+import { systemClock } from '../../src/core/clock.ts'
+import { openCa } from '../../src/pki/ca-store.ts'
+import { generateEcKeyPair, privateKeyToPem } from '../../src/pki/keys.ts'
+import type { TlsIdentity } from '../../src/pki/tls-policy.ts'
+import { pkiFixture, pkiHttpServer, tempDir, testKek } from './helpers.ts'
+
+/**
+ * Components in separate processes talking over mTLS: the PKI (this process) issues the
+ * certificates and serves the CRL; `authz` runs as a child mTLS server that only admits
+ * `component/gateway`; `gateway` runs as a child mTLS client.
+ */
+const NODE = join(import.meta.dirname, 'fixtures', 'mtls-node.ts')
+const TD = 'spiffe://dflare.local/component'
+const CRL_REFRESH_MS = 300
+
+let f: Awaited<ReturnType<typeof pkiFixture>>
+let pkiHttp: Awaited<ReturnType<typeof pkiHttpServer>>
+let authz: Child
+let authzUrl: string
+const children: Child[] = []
+
+class Child {
+  readonly proc: ChildProcess
+  readonly #waiting: ((m: Record<string, unknown>) => void)[] = []
+  readonly ready: Promise<Record<string, unknown>>
+  constructor(config: unknown) {
+    this.proc = fork(NODE, [JSON.stringify(config)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.ready = this.#next()
+    this.proc.on('message', (m) => this.#waiting.shift()?.(m as Record<string, unknown>))
+    children.push(this)
+  }
+  #next() {
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      this.#waiting.push(resolve)
+      this.proc.once('exit', (code) => reject(new Error(`child exited with ${code}`)))
+    })
+  }
+  async call(m: Record<string, unknown>) {
+    const reply = this.#next()
+    this.proc.send(m)
+    const r = await reply
+    if (r.ok === false) throw new Error(String(r.error))
+    return r
+  }
+}
+
+async function identityFor(name: string): Promise<TlsIdentity> {
+  const r = await f.service.issueComponent({ name })
+  return { cert: r.chainPem, key: r.keyPem!, ca: f.ca.rootPem }
+}
+
+/** One request from this process with the given client identity (or none). */
+function requestWith(
+  url: string,
+  identity: Partial<TlsIdentity> & { ca: string },
+  extra: https.RequestOptions = {},
+) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = https.get(
+      url,
+      {
+        agent: false,
+        ca: identity.ca,
+        cert: identity.cert,
+        key: identity.key,
+        checkServerIdentity: () => undefined,
+        ...extra,
+      },
+      (res) => {
+        let body = ''
+        res.on('data', (c) => {
+          body += c
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      },
+    )
+    req.on('error', reject)
+  })
+}
+
+before(async () => {
+  f = await pkiFixture({ clock: systemClock, crlValidity: 3_600_000 })
+  pkiHttp = await pkiHttpServer(f.service)
+  authz = new Child({
+    role: 'server',
+    identity: await identityFor('authz'),
+    pkiUrl: pkiHttp.url,
+    allowed: [`${TD}/gateway`],
+    crlRefreshMs: CRL_REFRESH_MS,
+  })
+  authzUrl = `https://127.0.0.1:${(await authz.ready).ready}/whoami`
+})
+
+after(async () => {
+  for (const c of children) c.proc.kill()
+  await pkiHttp?.close()
+  await f?.close()
+})
+
+test('a component in another process calls over mTLS and each side checks the other', async () => {
+  const gateway = new Child({
+    role: 'client',
+    identity: await identityFor('gateway'),
+    pkiUrl: pkiHttp.url,
+    expectedServer: [`${TD}/authz`],
+  })
+  await gateway.ready
+  const r = await gateway.call({ op: 'get', url: authzUrl })
+  assert.equal(r.status, 200)
+  assert.equal(JSON.parse(String(r.body)).peer, `${TD}/gateway`)
+
+  // The client refuses a server that is not the identity it expects.
+  const wrongExpectation = new Child({
+    role: 'client',
+    identity: await identityFor('gateway'),
+    pkiUrl: pkiHttp.url,
+    expectedServer: [`${TD}/audit`],
+  })
+  await wrongExpectation.ready
+  await assert.rejects(wrongExpectation.call({ op: 'get', url: authzUrl }), /SPIFFE|identity/)
+})
+
+test('refused: no certificate, another CA, expired, disallowed identity', async () => {
+  const ca = f.ca.rootPem
+  await assert.rejects(requestWith(authzUrl, { ca }), 'no client certificate')
+
+  const other = await tempDir()
+  try {
+    const foreign = await openCa({ dir: join(other.dir, 'pki'), kek: testKek() })
+    const keys = await generateEcKeyPair()
+    const now = Date.now()
+    // Same SPIFFE id as the allowed caller, but from a CA this system does not trust.
+    const forged = await foreign.ca.issue(
+      { kind: 'service', spiffeId: `${TD}/gateway` },
+      keys.publicKey,
+      {
+        notBefore: new Date(now - 60_000),
+        notAfter: new Date(now + 3_600_000),
+      },
+    )
+    const key = await privateKeyToPem(keys.privateKey)
+    await assert.rejects(requestWith(authzUrl, { ca, cert: forged.chainPem, key }), 'another CA')
+
+    // Expired: issued by our own CA for the allowed identity, validity in the past.
+    const expired = await f.ca.issue(
+      { kind: 'service', spiffeId: `${TD}/gateway` },
+      keys.publicKey,
+      {
+        notBefore: new Date(now - 7_200_000),
+        notAfter: new Date(now - 3_600_000),
+      },
+    )
+    await assert.rejects(requestWith(authzUrl, { ca, cert: expired.chainPem, key }), 'expired')
+  } finally {
+    await other.cleanup()
+  }
+
+  // A valid certificate of this CA, but an identity authz does not admit.
+  await assert.rejects(requestWith(authzUrl, await identityFor('iam')), 'identity not allowed')
+  // The admitted identity works from this process too.
+  assert.equal((await requestWith(authzUrl, await identityFor('gateway'))).status, 200)
+})
+
+test('a revoked certificate is refused once the CRL refresh picks it up', async () => {
+  const id = await identityFor('gateway')
+  assert.equal((await requestWith(authzUrl, id)).status, 200)
+  const serial = (await f.service.list({ spiffeId: `${TD}/gateway`, status: 'valid' }))[0]!.serial
+  await f.service.revoke(serial, 'keyCompromise')
+  // The server refreshes every CRL_REFRESH_MS; poll (bounded) until it refuses.
+  let refused = false
+  for (let i = 0; i < 200 && !refused; i++) {
+    await new Promise((r) => setTimeout(r, CRL_REFRESH_MS / 2))
+    refused = await requestWith(authzUrl, id).then(
+      (r) => r.status !== 200,
+      () => true,
+    )
+  }
+  assert.ok(refused, 'revoked certificate refused after a CRL refresh')
+  // Other gateway certificates are unaffected.
+  assert.equal((await requestWith(authzUrl, await identityFor('gateway'))).status, 200)
+})
+
+test('TLS 1.1 is refused by the mTLS listener and by the PKI HTTPS listener', async () => {
+  const id = await identityFor('gateway')
+  // Control: this client really can speak TLS 1.1 to a server that allows it.
+  const lax = tls.createServer(
+    { cert: id.cert, key: id.key, minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' },
+    (c) => c.end(),
+  )
+  await new Promise<void>((r) => lax.listen(0, '127.0.0.1', r))
+  const laxUrl = `https://127.0.0.1:${(lax.address() as AddressInfo).port}/`
+  const handshake11 = (url: string) => {
+    const u = new URL(url)
+    return new Promise<Error | undefined>((resolve) => {
+      const socket = tls.connect({
+        host: u.hostname,
+        port: Number(u.port),
+        ca: id.ca,
+        cert: id.cert,
+        key: id.key,
+        minVersion: 'TLSv1',
+        maxVersion: 'TLSv1.1',
+        ciphers: 'DEFAULT@SECLEVEL=0',
+        checkServerIdentity: () => undefined,
+      })
+      socket.on('secureConnect', () => {
+        socket.destroy()
+        resolve(undefined)
+      })
+      socket.on('error', resolve)
+    })
+  }
+  try {
+    assert.equal(await handshake11(laxUrl), undefined, 'control: TLS 1.1 client works')
+  } finally {
+    lax.close()
+  }
+  for (const url of [authzUrl, `${pkiHttp.url}/pki/ca`])
+    assert.ok(await handshake11(url), `${url}: TLS 1.1 handshake must fail`)
+  // And TLS 1.3 is what two Dflare endpoints negotiate.
+  const version = await new Promise<string | null>((resolve, reject) => {
+    const u = new URL(authzUrl)
+    const s = tls.connect({
+      host: u.hostname,
+      port: Number(u.port),
+      ...id,
+      checkServerIdentity: () => undefined,
+    })
+    s.on('secureConnect', () => {
+      resolve(s.getProtocol())
+      s.destroy()
+    })
+    s.on('error', reject)
+  })
+  assert.equal(version, 'TLSv1.3')
+})
+
+test('rotation under load: server and client certificates renew without losing a request', async () => {
+  const gateway = new Child({
+    role: 'client',
+    identity: await identityFor('gateway'),
+    pkiUrl: pkiHttp.url,
+    expectedServer: [`${TD}/authz`],
+  })
+  await gateway.ready
+  await gateway.call({ op: 'loop', url: authzUrl })
+  const serials = new Set<string>()
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 150))
+    serials.add(String((await authz.call({ op: 'rotate' })).serial))
+    await new Promise((r) => setTimeout(r, 150))
+    await gateway.call({ op: 'rotate' })
+  }
+  await new Promise((r) => setTimeout(r, 150))
+  const stats = await gateway.call({ op: 'stop-loop' })
+  assert.deepEqual(stats.errors, [])
+  assert.equal(stats.failed, 0)
+  assert.ok(Number(stats.succeeded) > 0)
+  assert.equal(serials.size, 3)
+  // Requests were served under more than one server certificate (hot reload took effect).
+  assert.ok((stats.serverSerials as string[]).length >= 2)
+  // Renewals went through proof of possession and are linked in the inventory.
+  const authzCerts = await f.service.list({ spiffeId: `${TD}/authz` })
+  assert.ok(authzCerts.filter((c) => c.renewedFrom).length >= 3)
+})
