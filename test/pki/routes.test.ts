@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { systemClock } from '../../src/core/clock.ts'
+import { problems } from '../../src/core/errors.ts'
+import { openCa } from '../../src/pki/ca-store.ts'
+import { createCsr } from '../../src/pki/csr.ts'
+import { generateEcKeyPair, privateKeyToPem, x509 } from '../../src/pki/keys.ts'
+import { renewalProof } from '../../src/pki/renewal.ts'
+import type { Caller } from '../../src/pki/service.ts'
+import { spiffeIdOfCertificate } from '../../src/pki/spiffe.ts'
+import { ListPdp, pkiFixture, pkiHttpServer, tempDir, testKek } from './helpers.ts'
+
+const ACME = 'spiffe://dflare.local/tenant/acme/node/gpu-01'
+let f: Awaited<ReturnType<typeof pkiFixture>>
+let http: Awaited<ReturnType<typeof pkiHttpServer>>
+
+before(async () => {
+  const pdp = new ListPdp(
+    new Set([
+      `alice pki:IssueWorkloadCertificate ${ACME}`,
+      `alice pki:RevokeWorkloadCertificate ${ACME}`,
+      `alice pki:IssueComponentCertificate spiffe://dflare.local/component/gateway`,
+    ]),
+  )
+  f = await pkiFixture({ pdp, clock: systemClock })
+  http = await pkiHttpServer(f.service, {
+    caller: (req): Caller => {
+      const h = req.headers['x-test-caller']
+      if (typeof h !== 'string') throw problems.unauthorized()
+      const [tenant, user] = h.split(':') as [string, string]
+      return {
+        actor: { kind: 'user', id: user },
+        tenant,
+        principal: { type: 'Dflare::User', id: user },
+      }
+    },
+  })
+})
+
+after(async () => {
+  await http?.close()
+  await f?.close()
+})
+
+async function call(method: string, path: string, caller?: string, body?: unknown) {
+  const res = await http.app.inject({
+    method: method as 'GET',
+    url: path,
+    headers: {
+      ...(caller ? { 'x-test-caller': caller } : {}),
+      ...(body ? { 'content-type': 'application/json' } : {}),
+    },
+    payload: body ? JSON.stringify(body) : undefined,
+  })
+  return {
+    status: res.statusCode,
+    json: () => res.json(),
+    raw: res.rawPayload,
+    headers: res.headers,
+  }
+}
+
+test('operator API: CSR issuance per tenant, listing scoped to the tenant, no private keys', async () => {
+  assert.equal((await call('GET', '/api/v1/pki/certificates')).status, 401)
+  const keys = await generateEcKeyPair()
+  const created = await call('POST', '/api/v1/pki/certificates', 'acme:alice', {
+    identity: ACME,
+    csr: await createCsr(keys),
+  })
+  assert.equal(created.status, 201)
+  assert.doesNotMatch(JSON.stringify(created.json()), /PRIVATE KEY/)
+  const serial = created.json().certificate.serial
+  assert.equal(spiffeIdOfCertificate(new x509.X509Certificate(created.json().chain))?.uri, ACME)
+
+  for (const identity of [
+    'spiffe://dflare.local/component/gateway',
+    'spiffe://dflare.local/tenant/globex/node/x',
+  ])
+    assert.equal(
+      (
+        await call('POST', '/api/v1/pki/certificates', 'acme:alice', {
+          identity,
+          csr: await createCsr(keys),
+        })
+      ).status,
+      403,
+      identity,
+    )
+  // The API does not generate keys: a CSR is required.
+  assert.equal(
+    (await call('POST', '/api/v1/pki/certificates', 'acme:alice', { identity: ACME })).status,
+    400,
+  )
+
+  await f.service.issueComponent({ name: 'iam' })
+  const acmeList = (
+    await call('GET', '/api/v1/pki/certificates?tenant=platform', 'acme:alice')
+  ).json().items
+  assert.deepEqual(
+    acmeList.map((c: { serial: string }) => c.serial),
+    [serial],
+  )
+  const all = (await call('GET', '/api/v1/pki/certificates', 'platform:op')).json().items
+  assert.equal(all.length, 2)
+  assert.ok(all.every((c: Record<string, unknown>) => !('pem' in c)))
+  const iam = all.find((c: { kind: string }) => c.kind === 'component')
+  assert.equal(
+    (await call('GET', `/api/v1/pki/certificates/${iam.serial}`, 'acme:alice')).status,
+    404,
+  )
+  assert.equal(
+    (await call('GET', `/api/v1/pki/certificates/${serial}`, 'acme:alice')).json().status,
+    'valid',
+  )
+  assert.equal(
+    (await call('POST', `/api/v1/pki/certificates/${iam.serial}/revoke`, 'acme:alice', {})).status,
+    404,
+  )
+
+  const revoked = await call('POST', `/api/v1/pki/certificates/${serial}/revoke`, 'acme:alice', {
+    reason: 'keyCompromise',
+  })
+  assert.equal(revoked.status, 200)
+  assert.equal(revoked.json().status, 'revoked')
+  const crl = await call('GET', '/pki/crl')
+  assert.equal(crl.headers['content-type'], 'application/pkix-crl')
+  const parsed = new x509.X509Crl(new Uint8Array(crl.raw))
+  assert.ok(await parsed.verify({ publicKey: f.ca.intermediate }))
+  assert.ok(parsed.findRevoked(serial))
+  const chain = await call('GET', '/pki/ca')
+  assert.equal(x509.PemConverter.decode(chain.raw.toString()).length, 2)
+  const ca = (await call('GET', '/api/v1/pki/ca', 'platform:op')).json()
+  assert.equal(ca.root, f.ca.rootPem)
+})
+
+test('self-renewal by proof of possession; revoked, foreign and mismatched proofs are refused', async () => {
+  const first = await f.service.issueComponent({ name: 'gateway' })
+  const current = { cert: first.chainPem, key: first.keyPem! }
+  const keys = await generateEcKeyPair()
+  const csr = await createCsr(keys)
+  const ok = await call('POST', '/pki/renew', undefined, {
+    csr,
+    proof: await renewalProof(current, csr),
+  })
+  assert.equal(ok.status, 200)
+  const renewed = ok.json()
+  assert.equal(renewed.certificate.spiffeId, 'spiffe://dflare.local/component/gateway')
+  assert.equal(renewed.certificate.renewedFrom, first.certificate.serial)
+
+  // The proof binds the CSR: it cannot be replayed for another key.
+  const otherCsr = await createCsr(await generateEcKeyPair())
+  assert.equal(
+    (
+      await call('POST', '/pki/renew', undefined, {
+        csr: otherCsr,
+        proof: await renewalProof(current, csr),
+      })
+    ).status,
+    403,
+  )
+
+  // A certificate from another CA (same identity) cannot renew.
+  const t = await tempDir()
+  try {
+    const foreign = await openCa({ dir: join(t.dir, 'pki'), kek: testKek() })
+    const fk = await generateEcKeyPair()
+    const now = Date.now()
+    const forged = await foreign.ca.issue(
+      { kind: 'service', spiffeId: 'spiffe://dflare.local/component/gateway' },
+      fk.publicKey,
+      {
+        notBefore: new Date(now - 60_000),
+        notAfter: new Date(now + 3_600_000),
+      },
+    )
+    const fcur = { cert: forged.chainPem, key: await privateKeyToPem(fk.privateKey) }
+    assert.equal(
+      (await call('POST', '/pki/renew', undefined, { csr, proof: await renewalProof(fcur, csr) }))
+        .status,
+      403,
+    )
+  } finally {
+    await t.cleanup()
+  }
+
+  // A revoked certificate cannot renew itself.
+  await f.service.revoke(first.certificate.serial, 'keyCompromise')
+  assert.equal(
+    (await call('POST', '/pki/renew', undefined, { csr, proof: await renewalProof(current, csr) }))
+      .status,
+    403,
+  )
+  // A proof signed by a key other than the certificate's is refused.
+  const stolenCert = { cert: renewed.chain, key: await privateKeyToPem(keys.privateKey) }
+  const wrongKey = { ...stolenCert, key: current.key }
+  assert.equal(
+    (await call('POST', '/pki/renew', undefined, { csr, proof: await renewalProof(wrongKey, csr) }))
+      .status,
+    403,
+  )
+  assert.equal(
+    (await call('POST', '/pki/renew', undefined, { csr, proof: 'e30.e30.AAAA' })).status,
+    403,
+  )
+})
