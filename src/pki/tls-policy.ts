@@ -12,20 +12,26 @@ import { type SpiffeId, spiffeIdOfAltNames } from './spiffe.ts'
  */
 export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3'
 
-/** TLS 1.3 suites (all AEAD) then TLS 1.2 ECDHE + AEAD suites, strongest first. */
-export const CIPHERS = [
+// TLS 1.3 suites are all AEAD with (EC)DHE. For 1.2, only ECDHE + GCM/ChaCha20-Poly1305.
+export const TLS13_SUITES = [
   'TLS_AES_256_GCM_SHA384',
   'TLS_CHACHA20_POLY1305_SHA256',
   'TLS_AES_128_GCM_SHA256',
+]
+export const TLS12_SUITES = [
   'ECDHE-ECDSA-AES256-GCM-SHA384',
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-ECDSA-AES128-GCM-SHA256',
   'ECDHE-RSA-AES256-GCM-SHA384',
   'ECDHE-RSA-CHACHA20-POLY1305',
   'ECDHE-RSA-AES128-GCM-SHA256',
-].join(':')
+]
+export const CIPHERS = [...TLS13_SUITES, ...TLS12_SUITES].join(':')
 
-const SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_NO_COMPRESSION
+const SECURE_OPTIONS =
+  constants.SSL_OP_NO_RENEGOTIATION |
+  constants.SSL_OP_NO_COMPRESSION |
+  constants.SSL_OP_CIPHER_SERVER_PREFERENCE
 
 /** Key material a TLS endpoint presents and the roots it trusts (PEM). */
 export interface TlsIdentity {
@@ -36,28 +42,28 @@ export interface TlsIdentity {
   ca: string
 }
 
-function base(minVersion: TlsMinVersion) {
+/** The protocol/cipher part shared by every listener and client. */
+export function policyOptions(minVersion: TlsMinVersion = 'TLSv1.2') {
   return {
     minVersion,
     maxVersion: 'TLSv1.3' as const,
     ciphers: CIPHERS,
     ecdhCurve: 'X25519:P-256:P-384',
+    honorCipherOrder: true,
     secureOptions: SECURE_OPTIONS,
   }
 }
 
-/** An HTTPS listener without client certificates (the public API listener). */
-export function serverTlsOptions(input: {
-  cert: string
+const base = policyOptions
+
+/** Options for an HTTPS/TLS listener presenting `cert` (no client certificates). */
+export function serverTlsOptions(params: {
   key: string
+  cert: string
+  ca?: string
   minVersion?: TlsMinVersion
 }): tls.TlsOptions {
-  return {
-    ...base(input.minVersion ?? 'TLSv1.2'),
-    cert: input.cert,
-    key: input.key,
-    honorCipherOrder: true,
-  }
+  return { ...policyOptions(params.minVersion), key: params.key, cert: params.cert, ca: params.ca }
 }
 
 /** A listener that requires a client certificate chained to the internal root. */
@@ -67,7 +73,6 @@ export function mtlsServerOptions(
 ): tls.TlsOptions {
   return {
     ...serverTlsOptions({ ...identity, minVersion: options.minVersion }),
-    ca: identity.ca,
     requestCert: true,
     rejectUnauthorized: true,
   }
@@ -78,7 +83,7 @@ export function mtlsContextOptions(
   identity: TlsIdentity,
   options: { minVersion?: TlsMinVersion } = {},
 ): tls.SecureContextOptions {
-  return { ...base(options.minVersion ?? 'TLSv1.2'), ...identity, honorCipherOrder: true }
+  return { ...base(options.minVersion), ...identity }
 }
 
 /**

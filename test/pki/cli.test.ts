@@ -3,8 +3,7 @@ import { existsSync } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { Command } from 'commander'
-import { registerPki } from '../../src/cli/commands/pki.ts'
+import { main } from '../../src/cli/main.ts'
 import { migrate, openDb } from '../../src/core/db/index.ts'
 import { coreMigrations } from '../../src/core/migrations.ts'
 import { x509 } from '../../src/pki/keys.ts'
@@ -40,10 +39,9 @@ after(async () => {
 })
 
 /** Runs `dflare pki …` in-process; returns stdout and the exit code. */
-async function dflare(...args: string[]): Promise<{ out: string; code: number }> {
-  const program = new Command().exitOverride()
-  registerPki(program, { eventSink: () => ({ record: async () => {} }) })
+async function dflare(...args: string[]): Promise<{ out: string; err: string; code: number }> {
   let out = ''
+  let err = ''
   const write = process.stdout.write.bind(process.stdout)
   const errWrite = process.stderr.write.bind(process.stderr)
   process.stdout.write = ((s: string) => {
@@ -51,22 +49,19 @@ async function dflare(...args: string[]): Promise<{ out: string; code: number }>
     return true
   }) as typeof process.stdout.write
   process.stderr.write = ((s: string) => {
-    out += s
+    err += s
     return true
   }) as typeof process.stderr.write
   process.exitCode = 0
+  let code: number
   try {
-    await program.parseAsync(['node', 'dflare', 'pki', ...args])
-  } catch (err) {
-    if ((err as { exitCode?: number }).exitCode === undefined) throw err
-    process.exitCode = 2
+    code = await main(['node', 'dflare', 'pki', ...args])
   } finally {
     process.stdout.write = write
     process.stderr.write = errWrite
   }
-  const code = Number(process.exitCode ?? 0)
   process.exitCode = 0
-  return { out, code }
+  return { out, err, code }
 }
 
 test('dflare pki: ca, issue, list, revoke, crl, root export/remove/import', async () => {

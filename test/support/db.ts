@@ -14,12 +14,9 @@ export interface TestDatabase {
   close(): Promise<void>
 }
 
-/** A fresh, empty database per call: its own PostgreSQL database, or a new in-memory PGlite. */
-export async function freshDatabase(): Promise<TestDatabase> {
-  if (!testDatabaseUrl) {
-    const db = await openDb({ kind: 'pglite' })
-    return { db, close: () => db.close() }
-  }
+/** Creates an empty database on the test server; `drop` removes it (forcing connections off). */
+export async function createPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (!testDatabaseUrl) throw new Error('DFLARE_TEST_DATABASE_URL is not set')
   const name = `dflare_t_${randomBytes(6).toString('hex')}`
   const admin = new pg.Client({ connectionString: testDatabaseUrl })
   await admin.connect()
@@ -27,16 +24,31 @@ export async function freshDatabase(): Promise<TestDatabase> {
   await admin.end()
   const url = new URL(testDatabaseUrl)
   url.pathname = `/${name}`
-  const db = await openDb({ kind: 'postgres', url: url.toString() })
   return {
-    db,
     url: url.toString(),
-    async close() {
-      await db.close()
+    async drop() {
       const c = new pg.Client({ connectionString: testDatabaseUrl })
       await c.connect()
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
       await c.end()
+    },
+  }
+}
+
+/** A fresh, empty database per call: its own PostgreSQL database, or a new in-memory PGlite. */
+export async function freshDatabase(): Promise<TestDatabase> {
+  if (!testDatabaseUrl) {
+    const db = await openDb({ kind: 'pglite' })
+    return { db, close: () => db.close() }
+  }
+  const created = await createPostgresDatabase()
+  const db = await openDb({ kind: 'postgres', url: created.url })
+  return {
+    db,
+    url: created.url,
+    async close() {
+      await db.close()
+      await created.drop()
     },
   }
 }

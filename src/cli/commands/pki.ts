@@ -18,6 +18,7 @@ import { KekError, loadKek, writePublicFile, writeSecretFile } from '../../pki/k
 import { pkiMigrations } from '../../pki/migrations.ts'
 import { PkiService } from '../../pki/service.ts'
 import { loadDflareConfig } from '../../server/config.ts'
+import { CliError, EXIT } from '../exit.ts'
 
 /**
  * `dflare pki …`: the operator's view of the internal CA. Works directly on $DFLARE_HOME/pki and
@@ -38,7 +39,11 @@ const stderrSink: EventSink = {
   },
 }
 
-class UsageError extends Error {}
+class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, EXIT.usage)
+  }
+}
 
 async function context(opts: PkiCliOptions) {
   const { config } = loadDflareConfig()
@@ -82,14 +87,11 @@ function run(opts: PkiCliOptions, fn: (ctx: Awaited<ReturnType<typeof context>>)
     try {
       await fn(await context(opts))
     } catch (err) {
-      const e = err as Error
-      if (err instanceof ConfigError || err instanceof UsageError || err instanceof KekError) {
-        process.stderr.write(`dflare pki: ${e.message}\n`)
-        process.exitCode = 2
-      } else if (err instanceof Problem || err instanceof CaError) {
-        process.stderr.write(`dflare pki: ${e.message}\n`)
-        process.exitCode = 1
-      } else throw err
+      if (err instanceof CliError || err instanceof ConfigError) throw err
+      if (err instanceof KekError) throw new CliError(`pki: ${err.message}`, EXIT.usage)
+      if (err instanceof Problem || err instanceof CaError)
+        throw new CliError(`pki: ${err.message}`, EXIT.failure)
+      throw err
     }
   }
 }
