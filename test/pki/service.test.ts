@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { Problem } from '../../src/core/errors.ts'
+import { openCa } from '../../src/pki/ca-store.ts'
 import { createCsr } from '../../src/pki/csr.ts'
 import { generateEcKeyPair, x509 } from '../../src/pki/keys.ts'
+import { CrlChecker, type CrlDocument } from '../../src/pki/revocation.ts'
 import type { Caller } from '../../src/pki/service.ts'
 import { spiffeIdOfCertificate } from '../../src/pki/spiffe.ts'
-import { ListPdp, pkiFixture } from './helpers.ts'
+import { ListPdp, pkiFixture, tempDir, testKek } from './helpers.ts'
 
 const tenantCaller = (tenant: string, user = 'u1'): Caller => ({
   actor: { kind: 'user', id: user, realm: tenant },
@@ -216,6 +219,54 @@ test('without a PDP, only the system caller can issue', async () => {
       (e) => status(e) === 403,
     )
   } finally {
+    await f.close()
+  }
+})
+
+test('CRL checker: fail closed before the first CRL and after nextUpdate; no rollback; no foreign signer', async () => {
+  const f = await pkiFixture({ crlValidity: 600_000 })
+  const t = await tempDir()
+  try {
+    let doc: CrlDocument = { crl: (await f.service.crl()).der, issuers: f.ca.chainPem }
+    const checker = new CrlChecker({
+      rootPem: f.ca.rootPem,
+      source: async () => doc,
+      refreshMs: 1000,
+      clock: f.clock,
+    })
+    assert.equal(checker.status('abc'), 'unknown', 'no CRL yet: refuse')
+    await checker.refresh()
+    const a = await f.service.issueComponent({ name: 'gateway' })
+    assert.equal(checker.status(a.certificate.serial), 'good')
+    await f.service.revoke(a.certificate.serial, 'keyCompromise')
+    const older = doc
+    doc = { crl: (await f.service.crl()).der, issuers: f.ca.chainPem }
+    await checker.refresh()
+    assert.equal(checker.status(a.certificate.serial), 'revoked')
+    assert.equal(checker.status(a.certificate.serial.toUpperCase()), 'revoked')
+
+    // An older CRL (without the revocation) is refused: no rollback.
+    doc = older
+    await assert.rejects(checker.refresh(), /backwards/)
+    assert.equal(checker.status(a.certificate.serial), 'revoked')
+
+    // A CRL signed by another CA's intermediate, even one naming itself the same, is refused.
+    const foreign = await openCa({ dir: join(t.dir, 'pki'), kek: testKek() })
+    const forged = await foreign.ca.signCrl({
+      entries: [],
+      number: 1000,
+      thisUpdate: f.clock.now(),
+      nextUpdate: new Date(f.clock.now().getTime() + 600_000),
+    })
+    doc = { crl: forged.toString('pem'), issuers: `${foreign.ca.chainPem}${f.ca.chainPem}` }
+    await assert.rejects(checker.refresh(), /not signed/)
+    assert.equal(checker.status(a.certificate.serial), 'revoked')
+
+    // Past nextUpdate with no fresh CRL: every peer is refused.
+    f.clock.advance(600_001)
+    assert.equal(checker.status('1234'), 'unknown')
+  } finally {
+    await t.cleanup()
     await f.close()
   }
 })
