@@ -41,6 +41,7 @@ export class CrlChecker implements RevocationChecker {
   #nextUpdate = 0
   #number = -1
   #timer: NodeJS.Timeout | undefined
+  readonly #listeners = new Set<() => void>()
 
   constructor(options: {
     rootPem: string
@@ -90,6 +91,13 @@ export class CrlChecker implements RevocationChecker {
     this.#revoked = new Set(crl.entries.map((e) => normalizeSerial(e.serialNumber)))
     this.#nextUpdate = next
     this.#number = number
+    for (const fn of this.#listeners) fn()
+  }
+
+  /** Calls `fn` after each CRL installed (e.g. to re-check open connections). */
+  onUpdate(fn: () => void): () => void {
+    this.#listeners.add(fn)
+    return () => this.#listeners.delete(fn)
   }
 
   /** Loads the first CRL (throws when it cannot) and refreshes on the schedule. */

@@ -233,18 +233,33 @@ export function verifyPeer(socket: tls.TLSSocket, policy: PeerPolicy): PeerCheck
 
 /**
  * Enforces the peer policy on every connection of an mTLS server: a refused peer's socket is
- * destroyed before any request on it is read. `onRefused` gets the reason (for logs/metrics).
+ * destroyed before any request on it is read. `recheck()` (call it after each CRL refresh)
+ * closes open connections whose peer has since been revoked or expired, so a kept-alive
+ * connection does not outlive a revocation. `onRefused` gets the reason (for logs/metrics).
  */
 export function enforcePeerPolicy(
   server: tls.Server,
   policy: PeerPolicy,
   onRefused?: (reason: string, socket: tls.TLSSocket) => void,
-): void {
-  server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+): { recheck(): number } {
+  const open = new Set<tls.TLSSocket>()
+  const refuse = (socket: tls.TLSSocket): boolean => {
     const check = verifyPeer(socket, policy)
-    if (!check.ok) {
-      onRefused?.(check.reason, socket)
-      socket.destroy()
-    }
+    if (check.ok) return false
+    onRefused?.(check.reason, socket)
+    socket.destroy()
+    return true
+  }
+  server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+    if (refuse(socket)) return
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
   })
+  return {
+    recheck() {
+      let closed = 0
+      for (const socket of open) if (refuse(socket)) closed++
+      return closed
+    },
+  }
 }

@@ -173,6 +173,21 @@ test('refused: no certificate, another CA, expired, disallowed identity', async 
 test('a revoked certificate is refused once the CRL refresh picks it up', async () => {
   const id = await identityFor('gateway')
   assert.equal((await requestWith(authzUrl, id)).status, 200)
+  // A connection kept alive from before the revocation must not outlive it.
+  const agent = new https.Agent({ keepAlive: true, ...id, checkServerIdentity: () => undefined })
+  const kept = await new Promise<import('node:net').Socket>((resolve, reject) => {
+    https
+      .get(authzUrl, { agent }, (res) => {
+        const socket = res.socket
+        res.resume()
+        res.on('end', () => resolve(socket))
+      })
+      .on('error', reject)
+  })
+  let keptClosed = false
+  kept.once('close', () => {
+    keptClosed = true
+  })
   const serial = (await f.service.list({ spiffeId: `${TD}/gateway`, status: 'valid' }))[0]!.serial
   await f.service.revoke(serial, 'keyCompromise')
   // The server refreshes every CRL_REFRESH_MS; poll (bounded) until it refuses.
@@ -185,6 +200,10 @@ test('a revoked certificate is refused once the CRL refresh picks it up', async 
     )
   }
   assert.ok(refused, 'revoked certificate refused after a CRL refresh')
+  for (let i = 0; i < 20 && !keptClosed; i++)
+    await new Promise((r) => setTimeout(r, CRL_REFRESH_MS / 2))
+  assert.ok(keptClosed, 'the kept-alive connection of the revoked peer was closed')
+  agent.destroy()
   // Other gateway certificates are unaffected.
   assert.equal((await requestWith(authzUrl, await identityFor('gateway'))).status, 200)
 })
