@@ -119,14 +119,13 @@ export class CertificateAuthority {
         ? [x509.ExtendedKeyUsage.serverAuth]
         : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]
     const cn = profile.kind === 'server' ? profile.hosts[0]! : profile.spiffeId.slice(0, 64)
-    const pub = publicKey instanceof x509.PublicKey ? publicKey : publicKey
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: newSerial(),
       subject: [{ CN: [cn] }, { O: ['Dflare'] }],
       issuer: this.intermediate.subjectName,
       notBefore: validity.notBefore,
       notAfter,
-      publicKey: pub,
+      publicKey,
       signingKey: this.#key,
       signingAlgorithm: SIGN_SHA256,
       extensions: [
@@ -137,7 +136,7 @@ export class CertificateAuthority {
         // has a CN, so non-critical keeps generic TLS stacks happy.
         new x509.SubjectAlternativeNameExtension(names, false),
         await x509.AuthorityKeyIdentifierExtension.create(this.intermediate, false),
-        await x509.SubjectKeyIdentifierExtension.create(pub),
+        await x509.SubjectKeyIdentifierExtension.create(publicKey),
       ],
     })
     return describe(cert, `${cert.toString('pem')}\n${this.intermediate.toString('pem')}\n`)

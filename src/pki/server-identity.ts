@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import type { SecureContextOptions } from 'node:tls'
 import { openCa } from './ca-store.ts'
 import { normalizeSerial } from './issuer.ts'
 import { type Kek, loadKek, writePublicFile, writeSecretFile } from './kek.ts'
 import { generateEcKeyPair, privateKeyToPem, x509 } from './keys.ts'
+import { serverTlsOptions, type TlsMinVersion } from './tls-policy.ts'
 
 /**
  * The HTTPS listener identity: on first boot the two-level internal CA (see ca-store.ts) and a
@@ -82,5 +84,69 @@ export async function ensureServerTls(options: {
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: leaf.notAfter,
     renewAt: new Date(leaf.notBefore.getTime() + (life * 2) / 3),
+  }
+}
+
+type SecureServer = { setSecureContext(options: SecureContextOptions): void }
+
+export interface ServerTlsOptions {
+  dir: string
+  hosts: readonly string[]
+  kek: Kek
+  minVersion?: TlsMinVersion
+}
+
+/**
+ * Re-runs ensureServerTls and, when it issued a new certificate, installs it on the running
+ * listener (new connections get it; open ones are not dropped). Returns the current identity.
+ */
+export async function reloadServerTls(
+  server: SecureServer,
+  current: ServerTls,
+  options: ServerTlsOptions & { now?: Date },
+): Promise<ServerTls> {
+  const next = await ensureServerTls(options)
+  if (next.serial !== current.serial)
+    server.setSecureContext(
+      serverTlsOptions({ cert: next.cert, key: next.key, minVersion: options.minVersion }),
+    )
+  return next
+}
+
+/** Renews the listener's certificate at its `renewAt`, hot-reloading it; returns a stop hook. */
+export function keepServerTlsFresh(
+  server: SecureServer,
+  initial: ServerTls,
+  options: ServerTlsOptions & {
+    onRenewed?: (tls: ServerTls) => void
+    onError?: (err: Error) => void
+  },
+): () => void {
+  let current = initial
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+  const schedule = (ms: number) => {
+    if (stopped) return
+    timer = setTimeout(tick, Math.min(Math.max(ms, 1000), 2_147_483_647)).unref()
+  }
+  const tick = () => {
+    if (Date.now() < current.renewAt.getTime())
+      return schedule(current.renewAt.getTime() - Date.now())
+    reloadServerTls(server, current, options).then(
+      (next) => {
+        if (next.serial !== current.serial) options.onRenewed?.(next)
+        current = next
+        schedule(current.renewAt.getTime() - Date.now())
+      },
+      (err: Error) => {
+        options.onError?.(err)
+        schedule(60_000)
+      },
+    )
+  }
+  schedule(current.renewAt.getTime() - Date.now())
+  return () => {
+    stopped = true
+    clearTimeout(timer)
   }
 }

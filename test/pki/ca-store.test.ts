@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import tls from 'node:tls'
 import {
   caPaths,
   exportRoot,
@@ -13,7 +15,8 @@ import {
 } from '../../src/pki/ca-store.ts'
 import { Kek, loadKek } from '../../src/pki/kek.ts'
 import { generateEcKeyPair, privateKeyToPem, x509 } from '../../src/pki/keys.ts'
-import { ensureServerTls } from '../../src/pki/server-identity.ts'
+import { ensureServerTls, reloadServerTls } from '../../src/pki/server-identity.ts'
+import { serverTlsOptions } from '../../src/pki/tls-policy.ts'
 import { tempDir, testKek } from './helpers.ts'
 
 test('first boot creates root and intermediate with keys sealed under the KEK', async () => {
@@ -163,6 +166,56 @@ test('KEK file must be private and well-formed', async () => {
     const generated = await loadKek({}, t.dir)
     assert.equal(generated.origin, 'generated')
     assert.equal((await loadKek({}, t.dir)).id, generated.id)
+  } finally {
+    await t.cleanup()
+  }
+})
+
+test('the listener certificate is renewed and hot-reloaded without dropping open connections', async () => {
+  const t = await tempDir()
+  try {
+    const dir = join(t.dir, 'pki')
+    const kek = testKek()
+    const first = await ensureServerTls({ dir, hosts: ['127.0.0.1'], kek })
+    const server = tls.createServer(serverTlsOptions({ cert: first.cert, key: first.key }), (s) =>
+      s.pipe(s),
+    )
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as AddressInfo).port
+    const connect = () =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, ca: first.ca })
+        sockets.push(s)
+        s.once('secureConnect', () => resolve(s))
+        s.once('error', reject)
+      })
+    const sockets: tls.TLSSocket[] = []
+    const serialOf = (s: tls.TLSSocket) =>
+      s.getPeerCertificate().serialNumber.toLowerCase().replace(/^0+/, '')
+    try {
+      const before = await connect()
+      assert.equal(serialOf(before), first.serial)
+      // Re-issued (here because a host was added; likewise past renewAt) and installed.
+      const next = await reloadServerTls(server, first, {
+        dir,
+        hosts: ['127.0.0.1', 'localhost'],
+        kek,
+      })
+      assert.notEqual(next.serial, first.serial)
+      const after = await connect()
+      assert.equal(serialOf(after), next.serial)
+      // The connection opened before the reload still works.
+      const echoed = await new Promise<string>((resolve) => {
+        before.once('data', (d) => resolve(d.toString()))
+        before.write('still here')
+      })
+      assert.equal(echoed, 'still here')
+      before.destroy()
+      after.destroy()
+    } finally {
+      for (const s of sockets) s.destroy()
+      server.close()
+    }
   } finally {
     await t.cleanup()
   }

@@ -122,4 +122,8 @@ test('dflare pki: ca, issue, list, revoke, crl, root export/remove/import', asyn
     0,
   )
   assert.equal(JSON.parse((await dflare('ca', '--json')).out).root.keyOnline, true)
+  const before = JSON.parse((await dflare('ca', '--json')).out).intermediate.serial
+  const rotated = JSON.parse((await dflare('rotate-intermediate', '--json')).out)
+  assert.notEqual(rotated.serial, before)
+  assert.equal(JSON.parse((await dflare('ca', '--json')).out).intermediate.serial, rotated.serial)
 })

@@ -8,7 +8,14 @@ import { type Db, openDb, pendingMigrations } from '../../core/db/index.ts'
 import { Problem } from '../../core/errors.ts'
 import type { EventSink, SecurityEvent } from '../../core/events.ts'
 import { coreMigrations } from '../../core/migrations.ts'
-import { CaError, exportRoot, importRoot, openCa, removeRoot } from '../../pki/ca-store.ts'
+import {
+  CaError,
+  exportRoot,
+  importRoot,
+  openCa,
+  removeRoot,
+  rotateIntermediate,
+} from '../../pki/ca-store.ts'
 import {
   type CertificateRecord,
   REVOCATION_REASONS,
@@ -385,6 +392,21 @@ export function registerPki(program: Command, opts: PkiCliOptions = {}) {
           await readPassphrase(o.passphraseFile),
         )
         process.stdout.write('root key imported; the root CA is online\n')
+      })(),
+    )
+  pki
+    .command('rotate-intermediate')
+    .description('replace the intermediate CA now (root key must be online); restart servers after')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) =>
+      run(opts, async (ctx) => {
+        const cert = await rotateIntermediate(ctx.dir, ctx.kek)
+        const info = {
+          subject: cert.subject,
+          serial: cert.serialNumber.toLowerCase(),
+          notAfter: cert.notAfter.toISOString(),
+        }
+        print(!!o.json, info, () => `new intermediate ${info.serial}, not after ${info.notAfter}`)
       })(),
     )
   return pki
