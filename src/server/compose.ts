@@ -139,6 +139,7 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
       if (started)
         for (const c of [...components].reverse())
           await c.stop?.().catch((err) => log.error({ err }, `stopping ${c.name} failed`))
+      await runtime.objects.close?.()
       await db.close()
     },
   }

@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pg from 'pg'
 import { type Db, type MigrationSet, migrate, openDb } from '../../src/core/db/index.ts'
 import { coreMigrations } from '../../src/core/migrations.ts'
+import { copyPgliteTemplate } from './pglite-template.ts'
 
 /** The real server when CI sets DFLARE_TEST_DATABASE_URL, else embedded PGlite. */
 export const testDatabaseUrl = process.env.DFLARE_TEST_DATABASE_URL || undefined
@@ -38,8 +42,16 @@ export async function createPostgresDatabase(): Promise<{ url: string; drop(): P
 /** A fresh, empty database per call: its own PostgreSQL database, or a new in-memory PGlite. */
 export async function freshDatabase(): Promise<TestDatabase> {
   if (!testDatabaseUrl) {
-    const db = await openDb({ kind: 'pglite' })
-    return { db, close: () => db.close() }
+    const dataDir = await mkdtemp(join(tmpdir(), 'dflare-pglite-'))
+    await copyPgliteTemplate(dataDir)
+    const db = await openDb({ kind: 'pglite', dataDir })
+    return {
+      db,
+      async close() {
+        await db.close()
+        await rm(dataDir, { recursive: true, force: true })
+      },
+    }
   }
   const created = await createPostgresDatabase()
   const db = await openDb({ kind: 'postgres', url: created.url })

@@ -6,7 +6,9 @@ import type { FastifyInstance } from 'fastify'
 import { createLogger } from '../../src/core/log.ts'
 import { type ControlPlane, createControlPlane } from '../../src/server/compose.ts'
 import { loadDflareConfig } from '../../src/server/config.ts'
+import { allMigrations } from '../../src/server/migrations.ts'
 import { createPostgresDatabase } from './db.ts'
+import { copyPgliteTemplate } from './pglite-template.ts'
 
 export interface TestServer {
   plane: ControlPlane
@@ -35,6 +37,7 @@ export async function startTestServer(
   const home = await tempHome()
   const database = process.env.DFLARE_TEST_DATABASE_URL ? await createPostgresDatabase() : undefined
   const dbEnv: Record<string, string> = database ? { DATABASE_URL: database.url } : {}
+  if (!database) await copyPgliteTemplate(join(home.path, 'data'), allMigrations)
   const { config } = loadDflareConfig({
     env: { DFLARE_HOME: home.path, DFLARE_LISTEN: 'https://127.0.0.1:0', ...dbEnv, ...env },
     file: undefined,

@@ -22,7 +22,7 @@ export function registerConfig(program: Command) {
         for (const [name, s] of Object.entries(spec)) {
           const value = sectionValues[name]
           settings[s.key] = {
-            value: s.secret && value !== undefined ? '(secret)' : shown(value),
+            value: s.secret && value !== undefined ? '(secret)' : (shown(value) ?? null),
             source: sources[s.key]!,
             env: s.env,
           }
