@@ -52,6 +52,21 @@ export interface Caller {
   /** Cedar entity of the principal, for the PDP. */
   principal: { type: string; id: string }
   correlationId?: string
+  /**
+   * Set by the gateway's API routes: the PEP already authorized this exact action on this
+   * certificate resource, so the service does not ask the PDP again. The service's own
+   * tenant guards (no platform identity, no other tenant's) apply regardless.
+   */
+  preAuthorized?: true
+}
+
+/** Cedar actions (authz schema: resource type Certificate, verbs issue/revoke/read/list). */
+export const CERTIFICATE_ISSUE = 'certificate.issue'
+export const CERTIFICATE_REVOKE = 'certificate.revoke'
+
+/** Cedar uid of the certificate resource for an identity (or serial) owned by a tenant. */
+export function certificateUid(tenant: string, name: string) {
+  return { type: 'Dflare::Certificate', id: `${tenant}/${name}` }
 }
 
 export const SYSTEM_CALLER: Caller = {
@@ -106,17 +121,20 @@ export class PkiService {
   async issueComponent(
     input: { name: string; csr?: string; hosts?: string[]; ttlMs?: number },
     caller: Caller = SYSTEM_CALLER,
+    tx?: Transaction,
   ): Promise<IssueResult> {
     const spiffeId = this.componentId(input.name)
     if (caller.tenant !== 'platform')
       throw problems.forbidden('only the platform issues component identities')
-    await this.#authorize(caller, 'pki:IssueComponentCertificate', spiffeId, 'platform')
+    await this.#authorize(caller, CERTIFICATE_ISSUE, spiffeId, 'platform')
     return this.#issue(
       { kind: 'service', spiffeId, hosts: input.hosts },
       'component',
       'platform',
       input,
       caller,
+      undefined,
+      tx,
     )
   }
 
@@ -128,6 +146,7 @@ export class PkiService {
   async issueFromCsr(
     input: { csr: string; identity: string; ttlMs?: number; hosts?: string[] },
     caller: Caller,
+    tx?: Transaction,
   ): Promise<IssueResult> {
     const id = parseSpiffeId(input.identity)
     if (!id || id.trustDomain !== this.#d.policy.trustDomain)
@@ -137,19 +156,29 @@ export class PkiService {
     if (id.kind === 'component') {
       if (caller.tenant !== 'platform')
         throw problems.forbidden('a tenant cannot obtain a platform identity')
-      await this.#authorize(caller, 'pki:IssueComponentCertificate', id.uri, 'platform')
+      await this.#authorize(caller, CERTIFICATE_ISSUE, id.uri, 'platform')
       return this.#issue(
         { kind: 'service', spiffeId: id.uri, hosts: input.hosts },
         'component',
         'platform',
         input,
         caller,
+        undefined,
+        tx,
       )
     }
     if (caller.tenant !== 'platform' && caller.tenant !== id.tenant)
       throw problems.forbidden("a tenant cannot obtain another tenant's identity")
-    await this.#authorize(caller, 'pki:IssueWorkloadCertificate', id.uri, id.tenant)
-    return this.#issue({ kind: 'service', spiffeId: id.uri }, 'workload', id.tenant, input, caller)
+    await this.#authorize(caller, CERTIFICATE_ISSUE, id.uri, id.tenant)
+    return this.#issue(
+      { kind: 'service', spiffeId: id.uri },
+      'workload',
+      id.tenant,
+      input,
+      caller,
+      undefined,
+      tx,
+    )
   }
 
   /** Issues a successor with the same identity (new key unless a CSR is given). */
@@ -157,21 +186,20 @@ export class PkiService {
     serial: string,
     input: { csr?: string; ttlMs?: number } = {},
     caller: Caller = SYSTEM_CALLER,
+    tx?: Transaction,
   ): Promise<IssueResult> {
-    const old = await this.get(serial)
+    const old = await inventory.get(tx ?? this.#d.db, normalizeSerial(serial), this.#d.clock.now())
     if (!old) throw problems.notFound('no certificate with this serial')
     if (old.status !== 'valid')
       throw problems.conflict(`certificate is ${old.status}; issue a new one instead`)
     if (caller.tenant !== 'platform' && caller.tenant !== old.tenant)
       throw problems.notFound('no certificate with this serial')
-    const action =
-      old.kind === 'workload' ? 'pki:IssueWorkloadCertificate' : 'pki:IssueComponentCertificate'
-    await this.#authorize(caller, action, old.spiffeId ?? old.subject, old.tenant)
+    await this.#authorize(caller, CERTIFICATE_ISSUE, old.spiffeId ?? old.serial, old.tenant)
     const profile: LeafProfile = old.spiffeId
       ? { kind: 'service', spiffeId: old.spiffeId, hosts: hostsOf(old) }
       : { kind: 'server', hosts: hostsOf(old) }
     const ttlMs = input.ttlMs ?? old.notAfter.getTime() - old.notBefore.getTime() - SKEW_MS
-    return this.#issue(profile, old.kind, old.tenant, { ...input, ttlMs }, caller, old.serial)
+    return this.#issue(profile, old.kind, old.tenant, { ...input, ttlMs }, caller, old.serial, tx)
   }
 
   /**
@@ -199,19 +227,18 @@ export class PkiService {
     serial: string,
     reason: RevocationReason,
     caller: Caller = SYSTEM_CALLER,
+    outer?: Transaction,
   ): Promise<CertificateRecord> {
     const s = normalizeSerial(serial)
     const now = this.#d.clock.now()
-    const rec = await this.#d.db.transaction(async (tx) => {
+    const rec = await this.#inTransaction(outer, async (tx) => {
       const cur = await inventory.getForUpdate(tx, s, now)
       if (!cur || (caller.tenant !== 'platform' && caller.tenant !== cur.tenant))
         throw problems.notFound('no certificate with this serial')
       if (cur.status === 'revoked') throw problems.conflict('certificate is already revoked')
-      const action =
-        cur.kind === 'workload' ? 'pki:RevokeWorkloadCertificate' : 'pki:RevokeComponentCertificate'
-      await this.#authorize(caller, action, cur.spiffeId ?? cur.subject, cur.tenant)
+      await this.#authorize(caller, CERTIFICATE_REVOKE, cur.spiffeId ?? cur.serial, cur.tenant)
       await inventory.markRevoked(tx, s, reason, now)
-      await this.#event(tx, caller, 'pki.certificate.revoked', 'pki:RevokeCertificate', cur, {
+      await this.#event(tx, caller, 'pki.certificate.revoked', CERTIFICATE_REVOKE, cur, {
         reason,
       })
       return (await inventory.get(tx, s, now))!
@@ -242,16 +269,9 @@ export class PkiService {
         tenant: 'platform',
         issuedAt: cert.notBefore,
       })
-      await this.#event(
-        tx,
-        SYSTEM_CALLER,
-        'pki.certificate.issued',
-        'pki:IssueCertificate',
-        issued,
-        {
-          kind,
-        },
-      )
+      await this.#event(tx, SYSTEM_CALLER, 'pki.certificate.issued', CERTIFICATE_ISSUE, issued, {
+        kind,
+      })
     })
   }
 
@@ -309,9 +329,16 @@ export class PkiService {
     for (const rec of near) {
       await this.#d.db.transaction(async (tx) => {
         if (!(await inventory.markExpiryWarned(tx, rec.serial, now))) return
-        await this.#event(tx, SYSTEM_CALLER, 'pki.certificate.expiring', 'pki:CheckExpiry', rec, {
-          secondsLeft: Math.floor((rec.notAfter.getTime() - now.getTime()) / 1000),
-        })
+        await this.#event(
+          tx,
+          SYSTEM_CALLER,
+          'pki.certificate.expiring',
+          'certificate.expiry-check',
+          rec,
+          {
+            secondsLeft: Math.floor((rec.notAfter.getTime() - now.getTime()) / 1000),
+          },
+        )
       })
     }
     return near
@@ -324,6 +351,7 @@ export class PkiService {
     input: { csr?: string; ttlMs?: number },
     caller: Caller,
     renewedFrom?: string,
+    outer?: Transaction,
   ): Promise<IssueResult> {
     const now = this.#d.clock.now()
     const ttl = Math.min(input.ttlMs ?? this.#d.policy.serviceCertTtl, 366 * 86_400_000)
@@ -342,7 +370,7 @@ export class PkiService {
       notAfter: new Date(now.getTime() + ttl),
     })
     const spiffeId = profile.kind === 'service' ? profile.spiffeId : null
-    const record = await this.#d.db.transaction(async (tx) => {
+    const record = await this.#inTransaction(outer, async (tx) => {
       await inventory.insert(tx, issued, {
         kind,
         issuerSerial: normalizeSerial(this.#d.ca.intermediate.serialNumber),
@@ -355,7 +383,7 @@ export class PkiService {
         tx,
         caller,
         renewedFrom ? 'pki.certificate.renewed' : 'pki.certificate.issued',
-        renewedFrom ? 'pki:RenewCertificate' : 'pki:IssueCertificate',
+        renewedFrom ? CERTIFICATE_ISSUE : CERTIFICATE_ISSUE,
         { ...issued, tenant },
         {
           kind,
@@ -369,18 +397,31 @@ export class PkiService {
     return { certificate: record, chainPem: issued.chainPem, keyPem }
   }
 
+  /** Runs in the caller's transaction (the gateway's, holding its audit event) or a new one. */
+  #inTransaction<T>(outer: Transaction | undefined, fn: (tx: Transaction) => Promise<T>) {
+    return outer ? fn(outer) : this.#d.db.transaction(fn)
+  }
+
   async #authorize(caller: Caller, action: string, identity: string, tenant: string) {
-    // The operator CLI and the service itself act as the system; everyone else asks the PDP.
-    if (caller.actor.kind === 'system') return
+    // The operator CLI and the service itself act as the system; API calls were authorized by
+    // the gateway for this action and resource; anything else asks the PDP here.
+    if (caller.actor.kind === 'system' || caller.preAuthorized) return
     if (!this.#d.pdp)
       throw problems.forbidden('certificate issuance is not authorized (no policy decision point)')
-    const resource = { type: 'Dflare::Certificate', id: identity }
+    const resource = certificateUid(tenant, identity)
     const decision = await this.#d.pdp.decide({
       principal: caller.principal,
       action: { type: 'Dflare::Action', id: action },
       resource,
       context: { tenant: caller.tenant },
-      entities: [{ uid: resource, tenant, attrs: { tenant, identity }, parents: [] }],
+      entities: [
+        {
+          uid: resource,
+          tenant,
+          attrs: { tenant, name: identity },
+          parents: [{ type: 'Dflare::Tenant', id: tenant }],
+        },
+      ],
     })
     if (decision.decision !== 'allow')
       throw problems.forbidden(decision.reason || 'not allowed by policy')

@@ -28,9 +28,9 @@ let http: Awaited<ReturnType<typeof pkiHttpServer>>
 before(async () => {
   const pdp = new ListPdp(
     new Set([
-      `alice pki:IssueWorkloadCertificate ${ACME}`,
-      `alice pki:RevokeWorkloadCertificate ${ACME}`,
-      `alice pki:IssueComponentCertificate spiffe://dflare.local/component/gateway`,
+      `alice certificate.issue acme/${ACME}`,
+      `alice certificate.revoke acme/${ACME}`,
+      `alice certificate.issue platform/spiffe://dflare.local/component/gateway`,
     ]),
   )
   f = await pkiFixture({ pdp, clock: systemClock })

@@ -113,10 +113,10 @@ test('renewal keeps the identity, links the predecessor, and clears the near-exp
 test('CSR issuance: tenants get only their own identities, and only with a PDP allow', async () => {
   const pdp = new ListPdp(
     new Set([
-      'alice pki:IssueWorkloadCertificate spiffe://dflare.local/tenant/acme/node/gpu-01',
-      'alice pki:IssueComponentCertificate spiffe://dflare.local/component/gateway',
-      'alice pki:IssueWorkloadCertificate spiffe://dflare.local/tenant/globex/node/gpu-01',
-      'op pki:IssueComponentCertificate spiffe://dflare.local/component/node-agent',
+      'alice certificate.issue acme/spiffe://dflare.local/tenant/acme/node/gpu-01',
+      'alice certificate.issue platform/spiffe://dflare.local/component/gateway',
+      'alice certificate.issue globex/spiffe://dflare.local/tenant/globex/node/gpu-01',
+      'op certificate.issue platform/spiffe://dflare.local/component/node-agent',
     ]),
   )
   const f = await pkiFixture({ pdp })
