@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { FastifyRequest } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Pdp } from '../authz/contract.ts'
-import { problems } from '../core/errors.ts'
+import type { AnyApiRoute } from '../gateway/route.ts'
 import type { Component, Runtime } from '../server/component.ts'
+import { pkiApiRoutes } from './api.ts'
 import { openCa } from './ca-store.ts'
 import { loadKek } from './kek.ts'
 import { CrlChecker } from './revocation.ts'
-import { pkiPublicRoutes, pkiRoutes } from './routes.ts'
-import { type Caller, PkiService } from './service.ts'
+import { pkiPublicRoutes } from './routes.ts'
+import { PkiService } from './service.ts'
 import { localSource, ServiceIdentity } from './svid.ts'
 
 /**
@@ -20,14 +20,14 @@ import { localSource, ServiceIdentity } from './svid.ts'
  * checker.
  */
 export interface PkiDeps {
-  /** Authorizes CSR issuance for non-system callers (tenants, node agents). */
+  /** Authorizes issuance for callers that do not come through the gateway. */
   pdp?: Pdp
-  /** Resolves the authenticated caller of an /api/v1/pki request (the gateway). */
-  caller?: (req: FastifyRequest) => Caller
 }
 
 export interface Pki extends Component {
   service: PkiService
+  /** `/api/v1/pki` and `/api/v1/tenants/{tenant}/pki`, for the gateway's registerApi. */
+  apiRoutes: AnyApiRoute[]
   /** A rotating X.509-SVID for an in-process component (`spiffe://<td>/component/<name>`). */
   identity(component: string): Promise<ServiceIdentity>
   /** A CRL checker fed directly from this service, refreshed every `pki.crlRefresh`. */
@@ -93,18 +93,9 @@ export async function createPki(rt: Runtime, deps: PkiDeps = {}): Promise<Pki> {
   return {
     name: 'pki',
     service,
+    apiRoutes: pkiApiRoutes(service),
     async routes(app) {
       await pkiPublicRoutes(app, { service })
-      await pkiRoutes(app, {
-        service,
-        caller: (req) => {
-          if (!deps.caller) {
-            // Without the gateway nothing can authenticate the operator API: fail closed.
-            throw problems.unauthorized()
-          }
-          return deps.caller(req)
-        },
-      })
     },
     async start() {
       const serverCrt = join(dir, 'server.crt')

@@ -2,18 +2,23 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Fastify, { type FastifyRequest } from 'fastify'
+import Fastify from 'fastify'
 import type { Decision, Pdp } from '../../src/authz/contract.ts'
-import { type Clock, ManualClock } from '../../src/core/clock.ts'
-import { Problem } from '../../src/core/errors.ts'
+import { type Clock, ManualClock, systemClock } from '../../src/core/clock.ts'
+import type { Db } from '../../src/core/db/index.ts'
+import type { EventSink } from '../../src/core/events.ts'
 import { MemoryEventSink } from '../../src/core/events.ts'
+import { guardApiRoutes, registerApi } from '../../src/gateway/pipeline.ts'
+import { type Principal, userUid } from '../../src/gateway/principal.ts'
+import { pkiApiRoutes } from '../../src/pki/api.ts'
 import { openCa } from '../../src/pki/ca-store.ts'
 import { Kek } from '../../src/pki/kek.ts'
 import { generateEcKeyPair, privateKeyToPem } from '../../src/pki/keys.ts'
 import { pkiMigrations } from '../../src/pki/migrations.ts'
-import { pkiPublicRoutes, pkiRoutes } from '../../src/pki/routes.ts'
-import { type Caller, PkiService } from '../../src/pki/service.ts'
+import { pkiPublicRoutes } from '../../src/pki/routes.ts'
+import { PkiService } from '../../src/pki/service.ts'
 import { serverTlsOptions } from '../../src/pki/tls-policy.ts'
+import { installProblemHandlers } from '../../src/server/problem-handler.ts'
 import { migratedDatabase, type TestDatabase } from '../support/db.ts'
 
 // One migrated database per test file (creating one is the slow part); emptied per fixture.
@@ -90,38 +95,68 @@ export async function pkiFixture(
   }
 }
 
-/** The PKI's public endpoint (and optionally the operator API) on a real HTTPS listener. */
+/** The principal the test gateway attributes the next request to (stands in for a token). */
+export const testPrincipal: { current: Principal | undefined } = { current: undefined }
+
+export function userPrincipal(realm: string, subject: string): Principal {
+  return {
+    kind: 'user',
+    uid: userUid(realm, subject),
+    realm,
+    subject,
+    scope: { kind: 'org' },
+    amr: ['pwd', 'mfa'],
+    via: 'bearer',
+  }
+}
+
+/**
+ * The PKI's public endpoint on a real HTTPS listener and, with `gateway`, the operator API
+ * behind the real gateway pipeline (its PDP and event sink; the principal from testPrincipal).
+ */
 export async function pkiHttpServer(
   service: PkiService,
-  options: { caller?: (req: FastifyRequest) => Caller } = {},
+  gateway?: { pdp: Pdp; events: EventSink; db: Db },
 ) {
   const keys = await generateEcKeyPair()
   const now = new Date()
   const issued = await service.ca.issue(
     { kind: 'server', hosts: ['127.0.0.1', 'localhost'] },
     keys.publicKey,
-    {
-      notBefore: new Date(now.getTime() - 60_000),
-      notAfter: new Date(now.getTime() + 86_400_000),
-    },
+    { notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 86_400_000) },
   )
   const app = Fastify({
     https: serverTlsOptions({ cert: issued.chainPem, key: await privateKeyToPem(keys.privateKey) }),
   })
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof Problem) {
-      reply.code(err.status).type('application/problem+json').send(err.toJSON())
-      return
-    }
-    const status = (err as { statusCode?: number }).statusCode
-    if (status && status < 500) {
-      reply.code(status).send({ title: 'Bad Request', status })
-      return
-    }
-    reply.code(500).send({ title: 'Internal Server Error', status: 500 })
-  })
+  installProblemHandlers(app)
   await pkiPublicRoutes(app, { service })
-  if (options.caller) await pkiRoutes(app, { service, caller: options.caller })
+  if (gateway) {
+    guardApiRoutes(app)
+    await registerApi(
+      app,
+      {
+        db: gateway.db,
+        pdp: gateway.pdp,
+        events: gateway.events,
+        clock: systemClock,
+        tenantExists: async (t) => ['platform', 'acme', 'globex'].includes(t),
+        limits: {
+          perPrincipal: { max: 10_000, windowMs: 60_000 },
+          perTenant: { max: 10_000, windowMs: 60_000 },
+          unauthenticated: { max: 10_000, windowMs: 60_000 },
+        },
+        authority: {
+          issuer: (realm) => `https://127.0.0.1/realms/${realm}`,
+          verifyAccessToken: async () => {
+            throw new Error('no tokens in this test')
+          },
+          maxAccessTokenTtl: async () => 300,
+        },
+        identifyPeer: () => testPrincipal.current,
+      },
+      pkiApiRoutes(service),
+    )
+  }
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as AddressInfo).port
   return { app, url: `https://127.0.0.1:${port}`, close: () => app.close() }

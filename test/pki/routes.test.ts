@@ -5,10 +5,13 @@ import { after, before, test } from 'node:test'
 import Fastify from 'fastify'
 import pino from 'pino'
 import { Registry } from 'prom-client'
+import type { Pdp } from '../../src/authz/contract.ts'
 import { ManualClock, systemClock } from '../../src/core/clock.ts'
 import { problems } from '../../src/core/errors.ts'
+import type { SecurityEvent } from '../../src/core/events.ts'
 import { MemoryEventSink } from '../../src/core/events.ts'
 import type { ObjectStore } from '../../src/core/objects/types.ts'
+import type { Principal } from '../../src/gateway/principal.ts'
 import { openCa } from '../../src/pki/ca-store.ts'
 import { createPki } from '../../src/pki/component.ts'
 import { createCsr } from '../../src/pki/csr.ts'
@@ -19,33 +22,40 @@ import type { Caller } from '../../src/pki/service.ts'
 import { spiffeIdOfCertificate } from '../../src/pki/spiffe.ts'
 import type { Runtime } from '../../src/server/component.ts'
 import { loadDflareConfig } from '../../src/server/config.ts'
-import { ListPdp, pkiFixture, pkiHttpServer, sharedDatabase, tempDir, testKek } from './helpers.ts'
+import {
+  pkiFixture,
+  pkiHttpServer,
+  sharedDatabase,
+  tempDir,
+  testKek,
+  testPrincipal,
+  userPrincipal,
+} from './helpers.ts'
 
 const ACME = 'spiffe://dflare.local/tenant/acme/node/gpu-01'
 let f: Awaited<ReturnType<typeof pkiFixture>>
 let http: Awaited<ReturnType<typeof pkiHttpServer>>
 
+/** A stand-in policy: same-tenant or platform callers are allowed, unless the resource is denied. */
+const policy = { denied: new Set<string>(), allowAll: false }
+const pdp: Pdp = {
+  async decide(r) {
+    const callerTenant = r.principal.id.split('/')[0]
+    const resourceTenant =
+      r.resource.type === 'Dflare::Tenant' ? r.resource.id : r.resource.id.split('/')[0]
+    const allow =
+      policy.allowAll ||
+      (!policy.denied.has(r.resource.id) &&
+        (callerTenant === 'platform' || callerTenant === resourceTenant))
+    return allow
+      ? { decision: 'allow', determining: ['test-permit'], errors: [], reason: 'allowed' }
+      : { decision: 'deny', determining: [], errors: [], reason: 'denied by test policy' }
+  },
+}
+
 before(async () => {
-  const pdp = new ListPdp(
-    new Set([
-      `alice certificate.issue acme/${ACME}`,
-      `alice certificate.revoke acme/${ACME}`,
-      `alice certificate.issue platform/spiffe://dflare.local/component/gateway`,
-    ]),
-  )
-  f = await pkiFixture({ pdp, clock: systemClock })
-  http = await pkiHttpServer(f.service, {
-    caller: (req): Caller => {
-      const h = req.headers['x-test-caller']
-      if (typeof h !== 'string') throw problems.unauthorized()
-      const [tenant, user] = h.split(':') as [string, string]
-      return {
-        actor: { kind: 'user', id: user },
-        tenant,
-        principal: { type: 'Dflare::User', id: user },
-      }
-    },
-  })
+  f = await pkiFixture({ clock: systemClock })
+  http = await pkiHttpServer(f.service, { pdp, events: f.events, db: f.db })
 })
 
 after(async () => {
@@ -53,16 +63,18 @@ after(async () => {
   await f?.close()
 })
 
-async function call(method: string, path: string, caller?: string, body?: unknown) {
+const alice = userPrincipal('acme', 'alice')
+const operator = userPrincipal('platform', 'op')
+
+async function call(method: string, path: string, as: Principal | undefined, body?: unknown) {
+  testPrincipal.current = as
   const res = await http.app.inject({
     method: method as 'GET',
     url: path,
-    headers: {
-      ...(caller ? { 'x-test-caller': caller } : {}),
-      ...(body ? { 'content-type': 'application/json' } : {}),
-    },
+    headers: body ? { 'content-type': 'application/json' } : {},
     payload: body ? JSON.stringify(body) : undefined,
   })
+  testPrincipal.current = undefined
   return {
     status: res.statusCode,
     json: () => res.json(),
@@ -71,77 +83,130 @@ async function call(method: string, path: string, caller?: string, body?: unknow
   }
 }
 
-test('operator API: CSR issuance per tenant, listing scoped to the tenant, no private keys', async () => {
-  assert.equal((await call('GET', '/api/v1/pki/certificates')).status, 401)
-  const keys = await generateEcKeyPair()
-  const created = await call('POST', '/api/v1/pki/certificates', 'acme:alice', {
+test('operator API through the gateway: tenants issue only their own identities, see only their certificates', async () => {
+  const csr = await createCsr(await generateEcKeyPair())
+  assert.equal((await call('GET', '/api/v1/pki/certificates', undefined)).status, 401)
+
+  const created = await call('POST', '/api/v1/tenants/acme/pki/certificates', alice, {
     identity: ACME,
-    csr: await createCsr(keys),
+    csr,
   })
-  assert.equal(created.status, 201)
+  assert.equal(created.status, 201, JSON.stringify(created.json()))
   assert.doesNotMatch(JSON.stringify(created.json()), /PRIVATE KEY/)
   const serial = created.json().certificate.serial
   assert.equal(spiffeIdOfCertificate(new x509.X509Certificate(created.json().chain))?.uri, ACME)
+  // The inventory change, its pki event and the gateway's request event were all recorded.
+  const types = f.events.events.map((e) => e.type)
+  assert.ok(types.includes('pki.certificate.issued') && types.includes('api.request'))
 
-  for (const identity of [
-    'spiffe://dflare.local/component/gateway',
-    'spiffe://dflare.local/tenant/globex/node/x',
-  ])
+  // Another tenant's identity or a platform identity is not there to be issued, even when the
+  // policy (wrongly) allows everything.
+  policy.allowAll = true
+  try {
+    for (const identity of [
+      'spiffe://dflare.local/component/gateway',
+      'spiffe://dflare.local/tenant/globex/node/x',
+    ])
+      assert.equal(
+        (await call('POST', '/api/v1/tenants/acme/pki/certificates', alice, { identity, csr }))
+          .status,
+        404,
+        identity,
+      )
     assert.equal(
       (
-        await call('POST', '/api/v1/pki/certificates', 'acme:alice', {
-          identity,
-          csr: await createCsr(keys),
+        await call('POST', '/api/v1/tenants/globex/pki/certificates', alice, {
+          identity: 'spiffe://dflare.local/tenant/globex/node/x',
+          csr,
         })
       ).status,
-      403,
-      identity,
+      404,
     )
+    assert.equal(
+      (await call('POST', '/api/v1/pki/certificates', alice, { identity: ACME, csr })).status,
+      404,
+    )
+  } finally {
+    policy.allowAll = false
+  }
   // The API does not generate keys: a CSR is required.
   assert.equal(
-    (await call('POST', '/api/v1/pki/certificates', 'acme:alice', { identity: ACME })).status,
+    (await call('POST', '/api/v1/tenants/acme/pki/certificates', alice, { identity: ACME })).status,
     400,
+  )
+  // The policy says no.
+  const denied = 'spiffe://dflare.local/tenant/acme/node/gpu-02'
+  policy.denied.add(`acme/${denied}`)
+  assert.equal(
+    (await call('POST', '/api/v1/tenants/acme/pki/certificates', alice, { identity: denied, csr }))
+      .status,
+    403,
   )
 
   await f.service.issueComponent({ name: 'iam' })
   const acmeList = (
-    await call('GET', '/api/v1/pki/certificates?tenant=platform', 'acme:alice')
+    await call('GET', '/api/v1/tenants/acme/pki/certificates?tenant=platform', alice)
   ).json().items
   assert.deepEqual(
     acmeList.map((c: { serial: string }) => c.serial),
     [serial],
   )
-  const all = (await call('GET', '/api/v1/pki/certificates', 'platform:op')).json().items
+  const all = (await call('GET', '/api/v1/pki/certificates', operator)).json().items
   assert.equal(all.length, 2)
   assert.ok(all.every((c: Record<string, unknown>) => !('pem' in c)))
   const iam = all.find((c: { kind: string }) => c.kind === 'component')
   assert.equal(
-    (await call('GET', `/api/v1/pki/certificates/${iam.serial}`, 'acme:alice')).status,
+    (await call('GET', `/api/v1/tenants/acme/pki/certificates/${iam.serial}`, alice)).status,
     404,
   )
   assert.equal(
-    (await call('GET', `/api/v1/pki/certificates/${serial}`, 'acme:alice')).json().status,
-    'valid',
-  )
-  assert.equal(
-    (await call('POST', `/api/v1/pki/certificates/${iam.serial}/revoke`, 'acme:alice', {})).status,
+    (await call('POST', `/api/v1/tenants/acme/pki/certificates/${iam.serial}/revoke`, alice, {}))
+      .status,
     404,
   )
+  assert.equal((await call('GET', `/api/v1/pki/certificates/${iam.serial}`, alice)).status, 404)
+  const one = await call('GET', `/api/v1/tenants/acme/pki/certificates/${serial}`, alice)
+  assert.equal(one.json().status, 'valid')
+  assert.match(one.json().pem, /BEGIN CERTIFICATE/)
 
-  const revoked = await call('POST', `/api/v1/pki/certificates/${serial}/revoke`, 'acme:alice', {
-    reason: 'keyCompromise',
-  })
+  // If the audit log cannot record the request, the revocation does not happen either.
+  const record = f.events.record.bind(f.events)
+  f.events.record = async (e: SecurityEvent) => {
+    if (e.type === 'api.request') throw new Error('audit down')
+    return record(e)
+  }
+  try {
+    assert.equal(
+      (await call('POST', `/api/v1/tenants/acme/pki/certificates/${serial}/revoke`, alice, {}))
+        .status,
+      503,
+    )
+  } finally {
+    f.events.record = record
+  }
+  assert.equal((await f.service.get(serial))?.status, 'valid')
+
+  const revoked = await call(
+    'POST',
+    `/api/v1/tenants/acme/pki/certificates/${serial}/revoke`,
+    alice,
+    { reason: 'keyCompromise' },
+  )
   assert.equal(revoked.status, 200)
   assert.equal(revoked.json().status, 'revoked')
-  const crl = await call('GET', '/pki/crl')
+  const crl = await call('GET', '/pki/crl', undefined)
   assert.equal(crl.headers['content-type'], 'application/pkix-crl')
   const parsed = new x509.X509Crl(new Uint8Array(crl.raw))
   assert.ok(await parsed.verify({ publicKey: f.ca.intermediate }))
   assert.ok(parsed.findRevoked(serial))
-  const chain = await call('GET', '/pki/ca')
+  const chain = await call('GET', '/pki/ca', undefined)
   assert.equal(x509.PemConverter.decode(chain.raw.toString()).length, 2)
-  const ca = (await call('GET', '/api/v1/pki/ca', 'platform:op')).json()
-  assert.equal(ca.root, f.ca.rootPem)
+  assert.equal((await call('GET', '/api/v1/pki/ca', operator)).json().root, f.ca.rootPem)
+  assert.equal(
+    (await call('GET', '/api/v1/pki/crl', alice)).status,
+    404,
+    'platform route, tenant caller',
+  )
 })
 
 test('self-renewal by proof of possession; revoked, foreign and mismatched proofs are refused', async () => {
