@@ -7,8 +7,11 @@ import { after, before, test } from 'node:test'
 import tls from 'node:tls'
 import { systemClock } from '../../src/core/clock.ts'
 import { openCa } from '../../src/pki/ca-store.ts'
+import { createCsr } from '../../src/pki/csr.ts'
 import { generateEcKeyPair, privateKeyToPem } from '../../src/pki/keys.ts'
-import type { TlsIdentity } from '../../src/pki/tls-policy.ts'
+import { mtlsPrincipal } from '../../src/pki/peer-principal.ts'
+import { CrlChecker } from '../../src/pki/revocation.ts'
+import { serverTlsOptions, type TlsIdentity } from '../../src/pki/tls-policy.ts'
 import { pkiFixture, pkiHttpServer, tempDir, testKek } from './helpers.ts'
 
 /**
@@ -290,4 +293,95 @@ test('rotation under load: server and client certificates renew without losing a
   // Renewals went through proof of possession and are linked in the inventory.
   const authzCerts = await f.service.list({ spiffeId: `${TD}/authz` })
   assert.ok(authzCerts.filter((c) => c.renewedFrom).length >= 3)
+})
+
+test('the gateway identifies mTLS callers as service principals of the right realm', async () => {
+  const checker = new CrlChecker({
+    rootPem: f.ca.rootPem,
+    refreshMs: 60_000,
+    source: async () => ({ crl: (await f.service.crl()).der, issuers: f.ca.chainPem }),
+  })
+  await checker.refresh()
+  const identify = mtlsPrincipal({ trustDomain: 'dflare.local', revocation: checker })
+  const server = tls.createServer(
+    {
+      ...serverTlsOptions(await identityFor('gateway')),
+      ca: f.ca.rootPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+    (socket) => socket.end(JSON.stringify(identify(socket) ?? null)),
+  )
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as AddressInfo).port
+  const ask = (id: Partial<TlsIdentity>) =>
+    new Promise<Record<string, unknown> | null>((resolve, reject) => {
+      let data = ''
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port,
+        ca: f.ca.rootPem,
+        cert: id.cert,
+        key: id.key,
+        checkServerIdentity: () => undefined,
+      })
+      s.on('data', (d) => {
+        data += d
+      })
+      s.on('end', () => resolve(JSON.parse(data)))
+      s.on('error', reject)
+    })
+  try {
+    const component = await ask(await identityFor('audit'))
+    assert.equal(component?.realm, 'platform')
+    assert.deepEqual(component?.uid, {
+      type: 'Dflare::ServiceAccount',
+      id: 'platform/spiffe:component/audit',
+    })
+    assert.equal(component?.via, 'mtls')
+
+    const keys = await generateEcKeyPair()
+    const workload = await f.service.issueFromCsr(
+      { identity: 'spiffe://dflare.local/tenant/acme/node/gpu-01', csr: await createCsr(keys) },
+      {
+        actor: { kind: 'system', id: 'test' },
+        tenant: 'platform',
+        principal: { type: 'Dflare::Service', id: 'test' },
+      },
+    )
+    const w = await ask({ cert: workload.chainPem, key: await privateKeyToPem(keys.privateKey) })
+    assert.equal(w?.realm, 'acme')
+    assert.deepEqual(w?.uid, { type: 'Dflare::ServiceAccount', id: 'acme/spiffe:node/gpu-01' })
+
+    assert.equal(await ask({}), null, 'no certificate: no principal')
+    const other = await tempDir()
+    try {
+      const foreign = await openCa({ dir: join(other.dir, 'pki'), kek: testKek() })
+      const fk = await generateEcKeyPair()
+      const forged = await foreign.ca.issue(
+        { kind: 'service', spiffeId: `${TD}/gateway` },
+        fk.publicKey,
+        {
+          notBefore: new Date(Date.now() - 60_000),
+          notAfter: new Date(Date.now() + 3_600_000),
+        },
+      )
+      assert.equal(
+        await ask({ cert: forged.chainPem, key: await privateKeyToPem(fk.privateKey) }),
+        null,
+        'foreign CA',
+      )
+    } finally {
+      await other.cleanup()
+    }
+    await f.service.revoke(workload.certificate.serial, 'keyCompromise')
+    await checker.refresh()
+    assert.equal(
+      await ask({ cert: workload.chainPem, key: await privateKeyToPem(keys.privateKey) }),
+      null,
+      'revoked',
+    )
+  } finally {
+    server.close()
+  }
 })
