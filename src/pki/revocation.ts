@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import https from 'node:https'
 import type { Clock } from '../core/clock.ts'
 import { normalizeSerial } from './issuer.ts'
@@ -40,6 +41,7 @@ export class CrlChecker implements RevocationChecker {
   #revoked = new Set<string>()
   #nextUpdate = 0
   #number = -1
+  #digest = ''
   #timer: NodeJS.Timeout | undefined
   readonly #listeners = new Set<() => void>()
 
@@ -71,6 +73,9 @@ export class CrlChecker implements RevocationChecker {
   async refresh(): Promise<void> {
     const doc = await this.#source()
     const now = this.#clock.now()
+    // Unchanged bytes: nothing to parse or verify again (large CRLs are slow to parse).
+    const digest = createHash('sha256').update(doc.crl).update(doc.issuers).digest('hex')
+    if (digest === this.#digest && now.getTime() < this.#nextUpdate) return
     const crl = new x509.X509Crl(
       typeof doc.crl === 'string' ? doc.crl : (doc.crl.slice().buffer as ArrayBuffer),
     )
@@ -91,6 +96,7 @@ export class CrlChecker implements RevocationChecker {
     this.#revoked = new Set(crl.entries.map((e) => normalizeSerial(e.serialNumber)))
     this.#nextUpdate = next
     this.#number = number
+    this.#digest = digest
     for (const fn of this.#listeners) fn()
   }
 
