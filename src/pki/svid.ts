@@ -1,6 +1,11 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { readFile, rename } from 'node:fs/promises'
 import https from 'node:https'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { createCsr } from './csr.ts'
+import { writePublicFile, writeSecretFile } from './kek.ts'
 import { generateEcKeyPair, privateKeyToPem, x509 } from './keys.ts'
 import { renewalProof } from './renewal.ts'
 import type { PkiService } from './service.ts'
@@ -128,6 +133,58 @@ async function obtain(source: CertificateSource, current?: TlsIdentity): Promise
   const csr = await createCsr(keys)
   const issued = await source(csr, current)
   return { cert: issued.chainPem, key: await privateKeyToPem(keys.privateKey), ca: issued.caPem }
+}
+
+/**
+ * A component on another host: starts from the files `dflare pki issue --out DIR` wrote
+ * (cert.pem, key.pem, ca.crt), renews remotely against the PKI's public endpoint, and writes
+ * each renewed certificate and key back (key 0600), so a restart resumes from the newest one.
+ */
+export async function fileServiceIdentity(options: {
+  dir: string
+  pkiUrl: string | URL
+  minVersion?: TlsMinVersion
+  log?: Logger
+}): Promise<ServiceIdentity> {
+  const path = (f: string) => join(options.dir, f)
+  const read = (f: string) => readFile(path(f), 'utf8')
+  const initial: TlsIdentity = {
+    cert: await read('cert.pem'),
+    key: await read('key.pem'),
+    ca: await read('ca.crt'),
+  }
+  // A crash between the two renames below leaves the new certificate with the old key; the
+  // new key is then still in key.pem.next.
+  if (!matches(initial.cert, initial.key) && existsSync(path('key.pem.next'))) {
+    initial.key = await read('key.pem.next')
+    if (!matches(initial.cert, initial.key))
+      throw new Error(`${options.dir}: key.pem does not match cert.pem`)
+    await rename(path('key.pem.next'), path('key.pem'))
+  }
+  const remote = remoteSource(options.pkiUrl, {
+    rootPem: initial.ca,
+    minVersion: options.minVersion,
+  })
+  const svid = await ServiceIdentity.create({ initial, source: remote, log: options.log })
+  svid.onChange((next) => {
+    void (async () => {
+      await writeSecretFile(path('key.pem.next'), next.key)
+      await writePublicFile(path('cert.pem.next'), next.cert)
+      await rename(path('cert.pem.next'), path('cert.pem'))
+      await rename(path('key.pem.next'), path('key.pem'))
+    })().catch((err: Error) =>
+      options.log?.error({ err: err.message }, 'could not persist the renewed certificate'),
+    )
+  })
+  return svid
+}
+
+function matches(certPem: string, keyPem: string): boolean {
+  try {
+    return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))
+  } catch {
+    return false
+  }
 }
 
 /** In-process source: the component runs next to the PKI service. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, fork } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -8,7 +9,7 @@ import tls from 'node:tls'
 import { systemClock } from '../../src/core/clock.ts'
 import { openCa } from '../../src/pki/ca-store.ts'
 import { createCsr } from '../../src/pki/csr.ts'
-import { generateEcKeyPair, privateKeyToPem } from '../../src/pki/keys.ts'
+import { generateEcKeyPair, privateKeyToPem, x509 } from '../../src/pki/keys.ts'
 import { mtlsPrincipal } from '../../src/pki/peer-principal.ts'
 import { CrlChecker } from '../../src/pki/revocation.ts'
 import { serverTlsOptions, type TlsIdentity } from '../../src/pki/tls-policy.ts'
@@ -27,6 +28,7 @@ let f: Awaited<ReturnType<typeof pkiFixture>>
 let pkiHttp: Awaited<ReturnType<typeof pkiHttpServer>>
 let authz: Child
 let authzUrl: string
+let authzHome: Awaited<ReturnType<typeof tempDir>>
 const children: Child[] = []
 
 class Child {
@@ -93,9 +95,15 @@ function requestWith(
 before(async () => {
   f = await pkiFixture({ clock: systemClock, crlValidity: 3_600_000 })
   pkiHttp = await pkiHttpServer(f.service)
+  // authz starts from files, as `dflare pki issue --component authz --out DIR` writes them.
+  authzHome = await tempDir()
+  const first = await identityFor('authz')
+  await writeFile(join(authzHome.dir, 'cert.pem'), first.cert)
+  await writeFile(join(authzHome.dir, 'key.pem'), first.key, { mode: 0o600 })
+  await writeFile(join(authzHome.dir, 'ca.crt'), first.ca)
   authz = new Child({
     role: 'server',
-    identity: await identityFor('authz'),
+    identityDir: authzHome.dir,
     pkiUrl: pkiHttp.url,
     allowed: [`${TD}/gateway`],
     crlRefreshMs: CRL_REFRESH_MS,
@@ -107,6 +115,7 @@ after(async () => {
   for (const c of children) c.proc.kill()
   await pkiHttp?.close()
   await f?.close()
+  await authzHome?.cleanup()
 })
 
 test('a component in another process calls over mTLS and each side checks the other', async () => {
@@ -293,6 +302,15 @@ test('rotation under load: server and client certificates renew without losing a
   // Renewals went through proof of possession and are linked in the inventory.
   const authzCerts = await f.service.list({ spiffeId: `${TD}/authz` })
   assert.ok(authzCerts.filter((c) => c.renewedFrom).length >= 3)
+  // The renewed certificate and key were written back, so a restart resumes from them.
+  const last = [...serials].at(-1)!
+  let onDisk = ''
+  for (let i = 0; i < 50 && onDisk !== last; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    const cert = new x509.X509Certificate(await readFile(join(authzHome.dir, 'cert.pem'), 'utf8'))
+    onDisk = cert.serialNumber.toLowerCase()
+  }
+  assert.equal(onDisk, last)
 })
 
 test('the gateway identifies mTLS callers as service principals of the right realm', async () => {
