@@ -299,6 +299,8 @@ test('rotation under load: server and client certificates renew without losing a
   assert.equal(serials.size, 3)
   // Requests were served under more than one server certificate (hot reload took effect).
   assert.ok((stats.serverSerials as string[]).length >= 2)
+  // …and under more than one client certificate (the agent picked up the client's renewals).
+  assert.ok((stats.peerSerials as string[]).length >= 2)
   // Renewals went through proof of possession and are linked in the inventory.
   const authzCerts = await f.service.list({ spiffeId: `${TD}/authz` })
   assert.ok(authzCerts.filter((c) => c.renewedFrom).length >= 3)
