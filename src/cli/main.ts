@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
+import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerPki } from './commands/pki.ts'
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerUp(program)
   registerVersion(program)
   registerConfig(program)
+  registerAudit(program)
   registerAuthz(program)
   registerPki(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.

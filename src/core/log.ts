@@ -43,7 +43,8 @@ export const REDACTED_PATHS = [
  */
 export function safeError(err: unknown): Record<string, unknown> {
   const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>
-  for (const field of ['params', 'parameters', 'detail', 'where', 'internalQuery']) delete out[field]
+  for (const field of ['params', 'parameters', 'detail', 'where', 'internalQuery'])
+    delete out[field]
   return out
 }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
+import { openApiRoute, registerOpenApi } from '../../src/api/openapi.ts'
 import { resourceRoutes } from '../../src/api/resources.ts'
 import type { EntityRecord, Pdp } from '../../src/authz/contract.ts'
 import type { Role } from '../../src/authz/schema.ts'
@@ -70,6 +71,7 @@ export interface GatewayWorld {
   app: FastifyInstance
   url: URL
   ca: string
+  tls: { key: string; cert: string }
   db: Db
   authz: AuthzService
   authority: TestAuthority
@@ -101,14 +103,15 @@ export async function gatewayWorld(
   const authority = new TestAuthority()
 
   const bind = (realm: string, sub: string, role: Role, scope: [string, string]) =>
-    db.transaction((tx) =>
-      addRoleBinding(tx, {
+    db.transaction(async (tx) => {
+      await authz.writer.upsert(tx, [entity('User', `${realm}/${sub}`, realm)])
+      await addRoleBinding(tx, {
         tenant: realm,
         principal: { type: 'User', id: `${realm}/${sub}` },
         role,
         scope: { type: scope[0] as 'Tenant', id: scope[1] },
-      }),
-    )
+      })
+    })
   await db.transaction(async (tx) => {
     await authz.writer.upsert(tx, [
       entity('Tenant', 'platform', 'platform'),
@@ -144,6 +147,8 @@ export async function gatewayWorld(
     readiness: { check: async () => undefined },
   })
   guardApiRoutes(app)
+  await registerOpenApi(app, new URL('https://127.0.0.1'))
+  openApiRoute(app)
   const pdpState = { failing: false }
   const pdp: Pdp = {
     decide: (r) => (pdpState.failing ? Promise.reject(new Error('pdp down')) : authz.pdp.decide(r)),
@@ -178,6 +183,7 @@ export async function gatewayWorld(
     app,
     url,
     ca: tls.ca,
+    tls: { key: tls.key, cert: tls.cert },
     db,
     authz,
     authority,
