@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 
 /**
@@ -98,7 +98,15 @@ export async function loadKek(settings: KekSettings, home: string): Promise<Kek>
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`
   await writeFile(tmp, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' })
-  await rename(tmp, path)
+  try {
+    // link() never replaces: if another process generated one first, use theirs.
+    await link(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    return new Kek(await readKekFile(path), 'file')
+  } finally {
+    await unlink(tmp)
+  }
   return new Kek(key, 'generated')
 }
 
