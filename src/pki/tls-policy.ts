@@ -214,7 +214,7 @@ export type PeerCheck =
 /** Checks an mTLS peer after the handshake: chain, validity, identity allow-list, revocation. */
 export function verifyPeer(socket: tls.TLSSocket, policy: PeerPolicy): PeerCheck {
   const cert = socket.getPeerCertificate(false)
-  if (!cert || !cert.raw) return { ok: false, reason: 'no_certificate' }
+  if (!cert?.raw) return { ok: false, reason: 'no_certificate' }
   if (!socket.authorized) return { ok: false, reason: 'untrusted' }
   // OpenSSL checked validity at handshake; resumed sessions are not re-verified, so check again.
   const now = (policy.now?.() ?? new Date()).getTime()
