@@ -12,7 +12,7 @@ import { createCsr } from '../../src/pki/csr.ts'
 import { generateEcKeyPair, privateKeyToPem, x509 } from '../../src/pki/keys.ts'
 import { mtlsPrincipal } from '../../src/pki/peer-principal.ts'
 import { CrlChecker } from '../../src/pki/revocation.ts'
-import { serverTlsOptions, type TlsIdentity } from '../../src/pki/tls-policy.ts'
+import { mtlsClientOptions, serverTlsOptions, type TlsIdentity } from '../../src/pki/tls-policy.ts'
 import { pkiFixture, pkiHttpServer, tempDir, testKek } from './helpers.ts'
 
 /**
@@ -404,4 +404,24 @@ test('the gateway identifies mTLS callers as service principals of the right rea
   } finally {
     server.close()
   }
+})
+
+test('mtlsClientOptions: presents the SVID and accepts only the expected server identity', async () => {
+  const id = await identityFor('gateway')
+  const u = new URL(authzUrl)
+  const connect = (expectedServer: string[]) =>
+    new Promise<string | null>((resolve, reject) => {
+      const s = tls.connect({
+        ...mtlsClientOptions(id, { expectedServer }),
+        host: u.hostname,
+        port: Number(u.port),
+      })
+      s.once('secureConnect', () => {
+        resolve(s.getProtocol())
+        s.destroy()
+      })
+      s.once('error', reject)
+    })
+  assert.equal(await connect([`${TD}/authz`]), 'TLSv1.3')
+  await assert.rejects(connect([`${TD}/audit`]), /expected SPIFFE/)
 })
