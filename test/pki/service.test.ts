@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import fc from 'fast-check'
+import type { Pdp } from '../../src/authz/contract.ts'
 import { Problem } from '../../src/core/errors.ts'
 import { openCa } from '../../src/pki/ca-store.ts'
 import { createCsr } from '../../src/pki/csr.ts'
@@ -267,6 +269,59 @@ test('CRL checker: fail closed before the first CRL and after nextUpdate; no rol
     assert.equal(checker.status('1234'), 'unknown')
   } finally {
     await t.cleanup()
+    await f.close()
+  }
+})
+
+test('property: whatever identity a tenant asks for, under a permissive policy it only ever gets its own', async () => {
+  const allowAll: Pdp = {
+    decide: async () => ({
+      decision: 'allow',
+      determining: ['bug'],
+      errors: [],
+      reason: 'allow-all',
+    }),
+  }
+  const f = await pkiFixture({ pdp: allowAll })
+  try {
+    const csr = await createCsr(await generateEcKeyPair())
+    const segment = fc.stringMatching(/^[a-z0-9.%_-]{1,12}$/)
+    const identity = fc.oneof(
+      fc
+        .tuple(
+          fc.constantFrom('acme', 'globex', 'platform', 'ACME', 'acme-'),
+          fc.array(segment, { maxLength: 3 }),
+        )
+        .map(([t, p]) => `spiffe://dflare.local/tenant/${t}/${p.join('/')}`),
+      segment.map((n) => `spiffe://dflare.local/component/${n}`),
+      fc.string({ maxLength: 60 }).map((s) => `spiffe://dflare.local/${s}`),
+      fc.constantFrom(
+        'spiffe://dflare.local/tenant/acme/../globex/x',
+        'spiffe://other.td/tenant/acme/x',
+      ),
+    )
+    await fc.assert(
+      fc.asyncProperty(identity, async (id) => {
+        let issued: Awaited<ReturnType<typeof f.service.issueFromCsr>> | undefined
+        try {
+          issued = await f.service.issueFromCsr(
+            { csr, identity: id },
+            tenantCaller('acme', 'mallory'),
+          )
+        } catch (err) {
+          return err instanceof Problem && (err.status === 400 || err.status === 403)
+        }
+        const got = spiffeIdOfCertificate(new x509.X509Certificate(issued.chainPem))
+        return (
+          got?.kind === 'tenant' &&
+          got.tenant === 'acme' &&
+          issued.certificate.tenant === 'acme' &&
+          got.uri === id
+        )
+      }),
+      { numRuns: 40 },
+    )
+  } finally {
     await f.close()
   }
 })
