@@ -4,6 +4,7 @@ import { authzMigrations } from '../authz/migrations.ts'
 import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
 import { gatewayMigrations } from '../gateway/migrations.ts'
+import { pkiMigrations } from '../pki/migrations.ts'
 
 /** Every module's migrations, in dependency order (core first). */
 export const allMigrations: readonly MigrationSet[] = [
@@ -12,4 +13,5 @@ export const allMigrations: readonly MigrationSet[] = [
   gatewayMigrations,
   apiMigrations,
   auditMigrations,
+  pkiMigrations,
 ]
