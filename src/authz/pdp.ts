@@ -85,7 +85,7 @@ export class SliceLookup implements EntityLookup {
     this.#inner = inner
   }
   get(key: string): EntityData | undefined {
-    return this.#inner.get(key) ?? ACTION_ENTITIES.get(key)
+    return ACTION_ENTITIES.get(key) ?? this.#inner.get(key)
   }
 }
 
