@@ -159,8 +159,14 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
     const principal = new EntityValue(request.principal.type, request.principal.id)
     const resource = new EntityValue(request.resource.type, request.resource.id)
     const action = new EntityValue(request.action.type, request.action.id)
-    // The decision time comes from our clock, never from the caller.
-    const raw = { ...(request.context ?? {}), now: Math.floor(clock.now().getTime() / 1000) }
+    // Time attributes come from our clock, never from the caller (time windows cannot be faked).
+    const at = clock.now()
+    const raw = {
+      ...(request.context ?? {}),
+      now: Math.floor(at.getTime() / 1000),
+      hour: at.getUTCHours(),
+      weekday: at.getUTCDay(),
+    }
     const context = contextFromJson(raw)
     const requestEntities: StoredEntity[] = (request.entities ?? []).map((e) => storedFromRecord(e))
     // A request-scoped entity may describe the resource being created, never a principal.
