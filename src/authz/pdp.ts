@@ -21,6 +21,7 @@ const PLATFORM_PREFIX = 'platform.'
 /** Action entities of the schema (role and guard-rail groups), shared by every decision. */
 const ACTION_ENTITIES: EntityLookup = entitiesFromJson(actionEntities())
 const KNOWN_ACTIONS = new Set(ACTIONS)
+const RESERVED_TYPES = new Set([`${NAMESPACE}::RoleBinding`, ACTION_TYPE])
 
 export interface RecordedRequest {
   tenant: string
@@ -169,9 +170,16 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
     }
     const context = contextFromJson(raw)
     const requestEntities: StoredEntity[] = (request.entities ?? []).map((e) => storedFromRecord(e))
-    // A request-scoped entity may describe the resource being created, never a principal.
-    if (requestEntities.some((e) => e.uid.key === principal.key))
-      return deny('request-scoped entities cannot describe the principal')
+    // A request-scoped entity describes something that does not exist yet (the resource being
+    // created): it may never shadow a stored entity, the principal, a binding group or an action.
+    if (requestEntities.length > 0) {
+      if (
+        requestEntities.some((e) => e.uid.key === principal.key || RESERVED_TYPES.has(e.uid.type))
+      )
+        return deny('request-scoped entities cannot describe the principal, bindings or actions')
+      if (await cache.anyStored(requestEntities.map((e) => e.uid)))
+        return deny('a request-scoped entity shadows a stored entity')
+    }
     const roots = [principal, resource]
     contextEntities(context, roots)
     let entities: EntityLookup | undefined

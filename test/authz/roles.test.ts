@@ -201,6 +201,42 @@ describe('guard rails', () => {
     assert.equal(elsewhere.decision, 'deny')
   })
 
+  test('a request-scoped entity cannot shadow a stored one', async () => {
+    const d = await w.service.pdp.decide({
+      principal: { type: 'Dflare::User', id: 'member' },
+      action: { type: 'Dflare::Action', id: 'cluster.update' },
+      resource: { type: 'Dflare::Cluster', id: 'c2' },
+      context: {},
+      // c2 really lives in p2; claiming it sits in p1 must not grant p1's member access.
+      entities: [
+        {
+          uid: { type: 'Dflare::Cluster', id: 'c2' },
+          tenant: 't1',
+          attrs: {},
+          parents: [{ type: 'Dflare::Project', id: 'p1' }],
+        },
+      ],
+    })
+    assert.equal(d.decision, 'deny')
+    assert.match(d.reason, /shadows/)
+  })
+
+  test('entity writers cannot forge role-binding membership', async () => {
+    await assert.rejects(
+      w.db.transaction((tx) =>
+        w.service.writer.upsert(tx, [
+          {
+            uid: { type: 'Dflare::User', id: 'nobody' },
+            tenant: 't1',
+            attrs: {},
+            parents: [{ type: 'Dflare::RoleBinding', id: 't1/Tenant/t1/tenant-admin' }],
+          },
+        ]),
+      ),
+      /managed by authz/,
+    )
+  })
+
   test('batch decisions keep their order', async () => {
     const mk = (u: string) => ({
       principal: { type: 'Dflare::User', id: u },
