@@ -122,7 +122,7 @@ export async function authzRoutes(app: FastifyInstance, deps: AuthzRouteDeps) {
         body: decisionsBodySchema,
         response: decisionsResponseSchema,
       },
-      config: { action: DECISIONS_ACTION },
+      config: { action: DECISIONS_ACTION } as Record<string, unknown>,
     },
     async (request) => handleDecisions(deps.pdp, request.body),
   )
