@@ -193,6 +193,7 @@ function schemaText(): string {
     '    ip?: ipaddr,',
     '    hour?: Long,',
     '    weekday?: Long,',
+    '    authenticated_via?: String,',
     '    scope_domain?: Domain,',
     '    scope_project?: Project,',
     '    token_scopes?: Set<String>,',
