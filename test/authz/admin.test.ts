@@ -37,6 +37,7 @@ test('schema validation errors carry line and column', () => {
   const text = '@id("a")\npermit (principal, action, resource)\nwhen { principal.nope == 1 };\n'
   const [p] = problemsOf(() => validateTenantPolicies('t1', text))
   assert.equal(p!.line, 3)
+  assert.equal(p!.policy, 'a')
   assert.match(p!.message, /nope/)
 })
 
