@@ -1,13 +1,17 @@
+import { auditSettings } from '../audit/settings.ts'
 import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
+import { gatewaySettings } from '../gateway/settings.ts'
 import { serverSettings } from './settings.ts'
 
 /** Every module's settings, in resolution order (core first: others may derive from home). */
 export const allSettings = {
   core: coreSettings,
   server: serverSettings,
+  audit: auditSettings,
   authz: authzSettings,
+  gateway: gatewaySettings,
 } as const
 
 export type Config = ConfigOf<typeof allSettings>
