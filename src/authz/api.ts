@@ -6,6 +6,8 @@
 import { PROBLEM_BASE, Problem, problems } from '../core/errors.ts'
 import { type AnyApiRoute, defineRoute, type ResourceRef } from '../gateway/route.ts'
 import { PolicyTextError } from './cedar/parse.ts'
+import type { AuthorizationRequest } from './contract.ts'
+import { DECISIONS_ACTION, decisionsBodySchema, handleDecisions } from './routes.ts'
 import { NAMESPACE } from './schema.ts'
 import type { AuthzService } from './service.ts'
 
@@ -59,8 +61,30 @@ const versionParams = {
 
 type TextBody = { text: string; comment?: string }
 
+type DecisionsBody = AuthorizationRequest | { requests: AuthorizationRequest[] }
+
+/**
+ * `POST /api/v1/authz/decisions` as a gateway route (authenticated, authorized as the
+ * platform-only action `authz.decide` on the platform tenant, audited). Mount either this or the
+ * bare `authzRoutes` plugin, not both.
+ */
+export function decisionsApiRoute(service: AuthzService): AnyApiRoute {
+  return defineRoute<Record<string, string>, Record<string, unknown>, DecisionsBody>({
+    method: 'POST',
+    url: '/authz/decisions',
+    action: DECISIONS_ACTION,
+    summary: 'Authorization decisions (batch capable)',
+    tags: ['authz'],
+    schema: { body: decisionsBodySchema as Record<string, unknown> },
+    write: false,
+    resource: () => tenantResource('platform'),
+    handler: async ({ body }) => ({ body: await handleDecisions(service.pdp, body) }),
+  })
+}
+
 export function authzApiRoutes(service: AuthzService): AnyApiRoute[] {
   return [
+    decisionsApiRoute(service),
     defineRoute<{ tenant: string }>({
       method: 'GET',
       url: '/tenants/:tenant/policies',

