@@ -16,6 +16,7 @@ export function createAuthz(
     log: rt.log.child({ component: 'authz' }),
     consistency: settings.consistency,
     recentRequests: settings.recentRequests,
+    metrics: rt.metrics,
   })
   return {
     name: 'authz',

@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import Fastify from 'fastify'
+import { Registry } from 'prom-client'
 import { authzRoutes, DECISIONS_PATH } from '../../src/authz/routes.ts'
 import { world } from './fixture.ts'
 
 type W = Awaited<ReturnType<typeof world>>
 let w: W
 const app = Fastify()
+const registry = new Registry()
 before(async () => {
-  w = await world()
+  w = await world({ metrics: registry })
   await authzRoutes(app, { pdp: w.service.pdp })
   await app.ready()
 })
@@ -61,4 +63,15 @@ test('malformed bodies are rejected by the schema', async () => {
     },
   })
   assert.equal(tooMany.statusCode, 400)
+})
+
+test('decisions are counted by outcome', async () => {
+  await app.inject({
+    method: 'POST',
+    url: DECISIONS_PATH,
+    payload: req('nobody', 'cluster.read', 'Cluster', 'c1'),
+  })
+  const text = await registry.metrics()
+  assert.match(text, /dflare_authz_decisions_total\{decision="deny"\} [1-9]/)
+  assert.match(text, /dflare_authz_decision_seconds_count [1-9]/)
 })
