@@ -113,11 +113,7 @@ export async function endSession(q: Queryable, realm: string, sessionId: string)
   if (!session) return undefined
   const auths = Object.values(session.authorizations ?? {})
   for (const auth of auths) if (auth.grantId) await revokeGrant(q, realm, auth.grantId)
-  await recordRevokedSids(
-    q,
-    realm,
-    auths.flatMap((a) => (a.sid ? [a.sid] : [])),
-  )
+  if (typeof session.uid === 'string') await recordRevokedSids(q, realm, [session.uid])
   return session
 }
 

@@ -274,7 +274,10 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
         if (src.amr) claims.amr = src.amr
         if (src.acr) claims.acr = src.acr
         if (src.authTime) claims.auth_time = src.authTime
-        if (token.sid) claims.sid = token.sid
+        // The login session (stable across session id rotation); admin revocation and logout
+        // record it as revoked for the gateway.
+        const sessionUid = token.sessionUid ?? src.sessionUid
+        if (sessionUid) claims.sid = sessionUid
       }
       return claims
     },
@@ -456,10 +459,7 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
   provider.on('end_session.success', async (ctx: Ctx) => {
     const session = ctx.oidc?.session
     if (!session?.destroyed) return
-    const sids = Object.values(
-      (session.authorizations ?? {}) as Record<string, { sid?: string }>,
-    ).flatMap((a) => (a.sid ? [a.sid] : []))
-    await recordRevokedSids(db, realm.id, sids).catch(() => undefined)
+    await recordRevokedSids(db, realm.id, [session.uid]).catch(() => undefined)
     void record({
       type: 'auth.logout',
       actor: { kind: 'user', id: session.accountId ?? 'unknown' },
