@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { decodeJwt } from 'jose'
 import * as client from 'openid-client'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { createClient } from '../../src/iam/admin/clients.ts'
 import { createRealm } from '../../src/iam/admin/realms.ts'
+import { listSessions, revokeSession } from '../../src/iam/admin/sessions.ts'
 import { createUser } from '../../src/iam/admin/users.ts'
 import { totpCode } from '../../src/iam/credentials/totp.ts'
 import { ACR_MFA } from '../../src/iam/provider.ts'
@@ -86,6 +86,7 @@ describe('browser login: code + PKCE, password + TOTP', () => {
 
   let firstTokens: Awaited<ReturnType<typeof client.authorizationCodeGrant>>
   let recoveryCodes: string[] = []
+  let deviceTokens: Awaited<ReturnType<typeof client.pollDeviceAuthorizationGrant>>
 
   test('first login enrols TOTP, then code + PKCE yields MFA tokens', async () => {
     const { page, context, callback } = await rpPage(browser)
@@ -192,6 +193,50 @@ describe('browser login: code + PKCE, password + TOTP', () => {
     const tokens = await client.pollDeviceAuthorizationGrant(config, device)
     const claims = await h.iam.service.verifyAccessToken(tokens.access_token, 'acme')
     assert.equal(claims.tid, 'acme')
+    deviceTokens = tokens
+    await context.close()
+  })
+
+  test('an admin revokes the session: its access and refresh tokens stop working', async () => {
+    const claims = await h.iam.service.verifyAccessToken(deviceTokens.access_token, 'acme')
+    const sessions = await listSessions(h.iam.admin, 'acme', claims.sub)
+    const mine = sessions.find((s) => s.id === claims.sid)
+    assert.ok(mine, 'the session is listed')
+    assert.ok(mine.amr.includes('mfa'))
+    await revokeSession(h.iam.admin, OPERATOR, 'acme', mine.id)
+    assert.equal(await h.iam.service.isSessionRevoked('acme', mine.id), true)
+    await assert.rejects(
+      h.iam.service.verifyAccessToken(deviceTokens.access_token, 'acme'),
+      /session revoked/,
+    )
+    if (deviceTokens.refresh_token)
+      await rejectsWith(
+        client.refreshTokenGrant(config, deviceTokens.refresh_token),
+        'invalid_grant',
+      )
+    assert.ok(h.events.events.some((e) => e.type === 'iam.session.revoked'))
+  })
+
+  test('RP-initiated logout ends the session for the gateway', async () => {
+    const { page, context, callback } = await rpPage(browser)
+    const checks = await authorize(page)
+    await signIn(page, 'alice', PASSWORD)
+    await page.fill('#code', recoveryCodes[2]!)
+    await page.click('button[type=submit]')
+    const tokens = await client.authorizationCodeGrant(config, new URL(await callback), {
+      pkceCodeVerifier: checks.verifier,
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+    })
+    const logout = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token! })
+    await page.goto(logout.href)
+    await page.click('button[name=logout]')
+    await page.waitForSelector('text=You are signed out')
+    await assert.rejects(
+      h.iam.service.verifyAccessToken(tokens.access_token, 'acme'),
+      /session revoked/,
+    )
+    await rejectsWith(client.refreshTokenGrant(config, tokens.refresh_token!), 'invalid_grant')
     await context.close()
   })
 })
