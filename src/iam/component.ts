@@ -1,9 +1,14 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { rootCertificates } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { EntityWriter } from '../authz/contract.ts'
 import type { Component, Runtime } from '../server/component.ts'
 import type { AdminDeps } from './admin/context.ts'
 import { Authenticator } from './authn.ts'
 import { bootstrap } from './bootstrap.ts'
+import { Federation } from './federation.ts'
+import { caFetch } from './https-fetch.ts'
 import { createSealer, loadKek } from './kek.ts'
 import { ensureKeys } from './keys.ts'
 import { issuerOf } from './provider.ts'
@@ -26,6 +31,8 @@ export interface Iam {
   admin: AdminDeps
   /** Rotates due signing keys of every realm (also run hourly by the component). */
   rotateKeys(): Promise<number>
+  /** The realm's oidc-provider instance (tests, benchmarks). */
+  provider(realm: string): Promise<import('oidc-provider').Provider | undefined>
 }
 
 const ROTATION_CHECK_MS = 60 * 60 * 1000
@@ -99,7 +106,21 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     return rotated
   }
 
-  const routes = (app: FastifyInstance) => iamRoutes(app, { db: rt.db, kek, providers, authn })
+  // Upstream IdPs are trusted through the system roots plus the internal CA (a realm of another
+  // Dflare, or of this one, can be an upstream).
+  const internalCa = await readFile(join(rt.config.core.home, 'pki', 'ca.crt'), 'utf8').catch(
+    () => undefined,
+  )
+  const federation = new Federation({
+    db: rt.db,
+    sealer,
+    events: rt.events,
+    admin,
+    issuer,
+    fetch: caFetch(internalCa ? [...rootCertificates, internalCa] : [...rootCertificates]),
+  })
+  const routes = (app: FastifyInstance) =>
+    iamRoutes(app, { db: rt.db, kek, providers, authn, federation })
   let timer: NodeJS.Timeout | undefined
 
   const component: Component = {
@@ -123,5 +144,6 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
       if (timer) clearInterval(timer)
     },
   }
-  return { component, service, routes, admin, rotateKeys }
+  const provider = async (realm: string) => (await providers.get(realm))?.provider
+  return { component, service, routes, admin, rotateKeys, provider }
 }

@@ -16,6 +16,8 @@ const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
 /** Authentication context classes: password only, or password and a second factor. */
 export const ACR_PWD = 'urn:dflare:acr:pwd'
 export const ACR_MFA = 'urn:dflare:acr:mfa'
+/** Authenticated by a trusted upstream identity provider (SSO federation). */
+export const ACR_FED = 'urn:dflare:acr:fed'
 
 export interface ProviderDeps {
   db: Db
@@ -105,7 +107,10 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
       email: ['email', 'email_verified'],
       groups: ['groups'],
     },
-    acrValues: [ACR_PWD, ACR_MFA],
+    acrValues: [ACR_PWD, ACR_MFA, ACR_FED],
+    // ID tokens carry the claims of the requested scopes (email, groups), so a realm federating
+    // to another one needs no userinfo call.
+    conformIdTokenClaims: false,
     async findAccount(_ctx: Ctx, sub: string) {
       const { rows } = await db.query<{
         id: string

@@ -6,9 +6,10 @@ import { DbAdapter } from './adapter.ts'
 import type { Authenticator, RequestInfo } from './authn.ts'
 import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
 import { totpUri } from './credentials/totp.ts'
+import { type Federation, federationCallbackRoute } from './federation.ts'
 import { errorLine, esc, page, STYLESHEET, STYLESHEET_PATH } from './html.ts'
 import { publishedKeys } from './keys.ts'
-import { ACR_MFA, ACR_PWD } from './provider.ts'
+import { ACR_FED, ACR_MFA, ACR_PWD } from './provider.ts'
 import type { ProviderCache, RealmProvider } from './providers.ts'
 
 export interface IamRouteDeps {
@@ -16,6 +17,7 @@ export interface IamRouteDeps {
   kek: Buffer
   providers: ProviderCache
   authn: Authenticator
+  federation?: Federation
 }
 
 type Progress = {
@@ -133,8 +135,14 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
     const hidden = (realm: string, uid: string) =>
       `<input type="hidden" name="csrf" value="${esc(csrf(realm, uid))}">`
 
-    function loginPage(realm: string, uid: string, error?: string, username = '') {
-      const sso = ''
+    async function loginPage(realm: string, uid: string, error?: string, username = '') {
+      const idps = deps.federation ? await deps.federation.providers(realm) : []
+      const sso = idps.length
+        ? `<form method="post" action="${action(realm, uid, 'discover')}">${hidden(realm, uid)}
+<label for="email">Or sign in with your organisation’s account</label>
+<input id="email" name="email" type="text" autocomplete="email" placeholder="you@company.example">
+<button type="submit" id="sso">Continue with SSO</button></form>`
+        : ''
       return page(
         `Sign in to ${realm}`,
         `${errorLine(error)}
@@ -158,7 +166,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
 
     async function enrollPage(realm: string, uid: string, p: Progress, error?: string) {
       const secret = await deps.authn.pendingTotpSecret(realm, p.userId, p.factorId!)
-      if (!secret) return loginPage(realm, uid, 'Enrolment expired; sign in again.')
+      if (!secret) return await loginPage(realm, uid, 'Enrolment expired; sign in again.')
       return page(
         'Set up two-step verification',
         `${errorLine(error)}<p>Your account requires an authenticator app. Add this key to it:</p>
@@ -186,7 +194,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
           login: {
             accountId: userId,
             amr,
-            acr: amr.includes('mfa') ? ACR_MFA : ACR_PWD,
+            acr: amr.includes('mfa') ? ACR_MFA : amr.includes('fed') ? ACR_FED : ACR_PWD,
             remember: false,
           },
         },
@@ -228,7 +236,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
         const p = (await progressStore(realm).find(uid)) as Progress | undefined
         if (p?.step === 'mfa') return html(reply, mfaPage(realm, uid))
         if (p?.step === 'enroll') return html(reply, await enrollPage(realm, uid, p))
-        return html(reply, loginPage(realm, uid))
+        return html(reply, await loginPage(realm, uid))
       }
       if (details.prompt.name === 'consent') {
         const client = await rp.provider.Client.find(details.params.client_id)
@@ -278,7 +286,7 @@ account (${esc(details.params.scope)}).</p>
             : result.reason === 'locked'
               ? 'This account is locked; try again later or contact your administrator.'
               : 'Invalid user name or password.'
-        return html(reply, loginPage(realm, uid, message, username), 401)
+        return html(reply, await loginPage(realm, uid, message, username), 401)
       }
       if (result.mfa === 'none') return finishLogin(rp, req, reply, result.userId, ['pwd'])
       const store = progressStore(realm)
@@ -297,7 +305,7 @@ account (${esc(details.params.scope)}).</p>
       const { realm, uid, rp, body } = it
       const store = progressStore(realm)
       const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'mfa') return html(reply, loginPage(realm, uid, 'Sign in first.'), 400)
+      if (p?.step !== 'mfa') return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
       const r = await deps.authn.secondFactor(
         realm,
         p.userId,
@@ -307,7 +315,11 @@ account (${esc(details.params.scope)}).</p>
       if (!r.ok) {
         if (r.reason === 'locked') {
           await store.destroy(uid)
-          return html(reply, loginPage(realm, uid, 'This account is locked; try again later.'), 401)
+          return html(
+            reply,
+            await loginPage(realm, uid, 'This account is locked; try again later.'),
+            401,
+          )
         }
         return html(reply, mfaPage(realm, uid, 'That code is not valid.'), 401)
       }
@@ -321,7 +333,8 @@ account (${esc(details.params.scope)}).</p>
       const { realm, uid, body } = it
       const store = progressStore(realm)
       const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'enroll') return html(reply, loginPage(realm, uid, 'Sign in first.'), 400)
+      if (p?.step !== 'enroll')
+        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
       const ok = await deps.authn.confirmTotp(
         realm,
@@ -351,10 +364,45 @@ account (${esc(details.params.scope)}).</p>
       const { realm, uid, rp } = it
       const store = progressStore(realm)
       const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'enrolled') return html(reply, loginPage(realm, uid, 'Sign in first.'), 400)
+      if (p?.step !== 'enrolled')
+        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, p.amr ?? ['pwd', 'otp', 'mfa'])
     })
+
+    if (deps.federation) {
+      const fed = deps.federation
+      federationCallbackRoute(scope, fed, { html, page })
+
+      // Home-realm discovery: the email's verified domain picks the upstream IdP.
+      scope.post('/realms/:realm/interaction/:uid/discover', async (req, reply) => {
+        const it = await guard(req, reply)
+        if (!it) return
+        const { realm, uid, body } = it
+        const email = String(body.email ?? '')
+          .trim()
+          .slice(0, 320)
+        const idp = await fed.forEmail(realm, email)
+        if (!idp)
+          return html(
+            reply,
+            await loginPage(realm, uid, 'No organisation sign-in is set up for that email.'),
+            400,
+          )
+        return reply.redirect((await fed.begin(realm, uid, idp, email)).href, 303)
+      })
+
+      scope.get('/realms/:realm/interaction/:uid/federated', async (req, reply) => {
+        const it = await interaction(req, reply)
+        if (!it) return
+        const { realm, uid, rp } = it
+        const state = String((req.query as Record<string, unknown>).state ?? '')
+        const done = await fed.complete(realm, uid, state)
+        if (!done)
+          return html(reply, await loginPage(realm, uid, 'Organisation sign-in failed.'), 400)
+        return finishLogin(rp, req, reply, done.userId, done.amr)
+      })
+    }
 
     scope.post('/realms/:realm/interaction/:uid/consent', async (req, reply) => {
       const it = await guard(req, reply)
