@@ -126,7 +126,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
         .header('x-frame-options', 'DENY')
         .header(
           'content-security-policy',
-          "default-src 'none'; style-src 'self'; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'",
+          "default-src 'none'; style-src 'self'; form-action 'self' https: http://127.0.0.1:* http://[::1]:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'",
         )
         .send(body)
 
