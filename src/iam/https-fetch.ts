@@ -10,9 +10,12 @@ export type CaFetch = ((input: string | URL | Request, init?: RequestInit) => Pr
   close(): void
 }
 
-export function caFetch(ca: string | string[], opts: { maxBodyBytes?: number } = {}): CaFetch {
+export function caFetch(
+  ca: string | string[],
+  opts: { maxBodyBytes?: number; clientCert?: { cert: string; key: string } } = {},
+): CaFetch {
   const limit = opts.maxBodyBytes ?? 1_048_576
-  const agent = new Agent({ keepAlive: true, ca, minVersion: 'TLSv1.2' })
+  const agent = new Agent({ keepAlive: true, ca, minVersion: 'TLSv1.2', ...opts.clientCert })
   const fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const req = input instanceof Request ? input : new Request(input, init)
     const url = new URL(req.url)

@@ -54,6 +54,22 @@ function peerCertificate(ctx: Ctx): X509Certificate | undefined {
   return socket.getPeerX509Certificate() ?? undefined
 }
 
+/** Distinguished names compared as sets of normalised RDNs (order differs between notations). */
+function sameDn(a: string[], b: string[]) {
+  const norm = (rdns: string[]) =>
+    rdns
+      .map((r) =>
+        r
+          .trim()
+          .replace(/\s*=\s*/, '=')
+          .toLowerCase(),
+      )
+      .filter(Boolean)
+      .sort()
+      .join(',')
+  return norm(a) === norm(b)
+}
+
 /** Where amr/acr/auth_time of a token come from: the code, refresh token or device code it was minted from. */
 function authSource(ctx: Ctx, token: Ctx) {
   const e = ctx?.oidc?.entities ?? {}
@@ -262,7 +278,7 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
           const cert = peerCertificate(ctx)
           if (!cert) return false
           if (property === 'tls_client_auth_subject_dn')
-            return cert.subject.split('\n').join(',') === expected
+            return sameDn(cert.subject.split('\n'), expected.split(','))
           if (property === 'tls_client_auth_san_dns')
             return (cert.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`)
           return false

@@ -62,11 +62,21 @@ export function defaultIamSettings(overrides: Record<string, unknown> = {}) {
 }
 
 /** A real HTTPS server on 127.0.0.1:0 with the iam routes, on a fresh database. */
-export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
+export async function startHarness(
+  overrides: Record<string, unknown> = {},
+  opts: { requestCert?: boolean } = {},
+): Promise<Harness> {
   const t = await migratedDatabase([iamMigrations])
   const home = await mkdtemp(join(tmpdir(), 'dflare-iam-'))
   const tls = await ensureServerTls({ dir: join(home, 'pki'), hosts: ['127.0.0.1'] })
-  const server: Server = createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' })
+  const server: Server = createServer({
+    cert: tls.cert,
+    key: tls.key,
+    minVersion: 'TLSv1.2',
+    // mTLS client authentication: certificates are asked for and checked against the internal
+    // CA, but a connection without one is still accepted (the token endpoint decides).
+    ...(opts.requestCert ? { requestCert: true, rejectUnauthorized: false, ca: [tls.ca] } : {}),
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
   const base = new URL(`https://127.0.0.1:${port}`)
