@@ -44,7 +44,7 @@ export async function createIdentityProvider(
   const alias = c.text('alias', input.alias, { pattern: /^[a-z][a-z0-9-]{0,62}$/ })
   c.text('clientId', input.clientId)
   const issuer = URL.parse(input.issuer)
-  if (!issuer || issuer.protocol !== 'https:' || issuer.search || issuer.hash)
+  if (issuer?.protocol !== 'https:' || issuer.search || issuer.hash)
     c.errors.push({ field: 'issuer', message: 'must be an https URL' })
   const domains = (input.emailDomains ?? []).map((d) => d.toLowerCase())
   for (const d of domains)

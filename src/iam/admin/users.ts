@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Transaction } from '../../core/db/index.ts'
 import { problems } from '../../core/errors.ts'
+import { endSession } from '../adapter.ts'
 import { assertAcceptablePassword, hashPassword } from '../credentials/passwords.ts'
 import {
   type AdminActor,
@@ -278,6 +279,14 @@ export async function updateUser(
         ],
       )
       if (!rows[0]) throw problems.notFound('No such user')
+      // A disabled account loses its sessions and refresh tokens at once.
+      if (disabled) {
+        const sessions = await tx.query<{ id: string }>(
+          `SELECT id FROM iam.oidc_payloads WHERE realm = $1 AND model = 'Session' AND account_id = $2`,
+          [realm, id],
+        )
+        for (const s of sessions.rows) await endSession(tx, realm, s.id)
+      }
       await mirrorUser(deps, tx, realm, id)
       return toUser(rows[0])
     },
@@ -292,6 +301,11 @@ export async function deleteUser(deps: AdminDeps, who: AdminActor, realm: string
     realm,
     { type: 'iam.user.deleted', action: 'iam:DeleteUser', resource: { type: 'User', id } },
     async (tx) => {
+      const sessions = await tx.query<{ id: string }>(
+        `SELECT id FROM iam.oidc_payloads WHERE realm = $1 AND model = 'Session' AND account_id = $2`,
+        [realm, id],
+      )
+      for (const s of sessions.rows) await endSession(tx, realm, s.id)
       const r = await tx.query('DELETE FROM iam.users WHERE realm = $1 AND id = $2', [realm, id])
       if (r.rowCount === 0) throw problems.notFound('No such user')
       await tx.query(`DELETE FROM iam.oidc_payloads WHERE realm = $1 AND account_id = $2`, [
