@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import * as client from 'openid-client'
+import { createClient } from '../../src/iam/admin/clients.ts'
 import { createDomain, createProject } from '../../src/iam/admin/directory.ts'
 import { TOKEN_EXCHANGE } from '../../src/iam/provider.ts'
 import { type Harness, OPERATOR, rejectsWith, seedRealm, startHarness } from './harness.ts'
@@ -92,6 +93,32 @@ describe('iam tokens over real HTTPS', () => {
     await rejectsWith(exchange(org.access_token, 'project:nope'), 'invalid_scope')
     await rejectsWith(exchange(org.access_token, 'domain:research project:llm'), 'invalid_scope')
     assert.ok(h.events.events.some((e) => e.type === 'token.exchanged' && e.outcome === 'denied'))
+  })
+
+  test('authorization requests without PKCE, or with plain PKCE, are refused', async () => {
+    await createClient(h.iam.admin, OPERATOR, 'acme', {
+      clientId: 'spa',
+      name: 'spa',
+      authMethod: 'none',
+      redirectUris: ['https://rp.example/cb'],
+    })
+    const auth = async (extra: Record<string, string>) => {
+      const q = new URLSearchParams({
+        client_id: 'spa',
+        response_type: 'code',
+        redirect_uri: 'https://rp.example/cb',
+        scope: 'openid api',
+        state: 's',
+        ...extra,
+      })
+      const res = await h.fetch(`${h.issuer('acme').href}/auth?${q}`)
+      return new URL(res.headers.get('location') ?? '/', h.base).searchParams
+    }
+    assert.equal((await auth({})).get('error'), 'invalid_request')
+    const plain = await auth({ code_challenge: 'a'.repeat(43), code_challenge_method: 'plain' })
+    assert.equal(plain.get('error'), 'invalid_request')
+    const ok = await auth({ code_challenge: 'a'.repeat(43), code_challenge_method: 'S256' })
+    assert.equal(ok.get('error'), null)
   })
 
   test('introspection and revocation of JWT access tokens', async () => {
