@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
+import { registerAudit } from './commands/audit.ts'
+import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerLogin } from './commands/login.ts'
 import { registerUp } from './commands/up.ts'
@@ -14,6 +16,8 @@ export function buildProgram(): Command {
   registerUp(program)
   registerVersion(program)
   registerConfig(program)
+  registerAudit(program)
+  registerAuthz(program)
   registerLogin(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {

@@ -1,5 +1,8 @@
+import { auditSettings } from '../audit/settings.ts'
+import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
+import { gatewaySettings } from '../gateway/settings.ts'
 import { iamSettings } from '../iam/settings.ts'
 import { serverSettings } from './settings.ts'
 
@@ -7,6 +10,9 @@ import { serverSettings } from './settings.ts'
 export const allSettings = {
   core: coreSettings,
   server: serverSettings,
+  audit: auditSettings,
+  authz: authzSettings,
+  gateway: gatewaySettings,
   iam: iamSettings,
 } as const
 
