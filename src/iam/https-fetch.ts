@@ -15,7 +15,14 @@ export function caFetch(
   opts: { maxBodyBytes?: number; clientCert?: { cert: string; key: string } } = {},
 ): CaFetch {
   const limit = opts.maxBodyBytes ?? 1_048_576
-  const agent = new Agent({ keepAlive: true, ca, minVersion: 'TLSv1.2', ...opts.clientCert })
+  // Idle pooled sockets are dropped before a server's usual 5 s keep-alive timeout.
+  const agent = new Agent({
+    keepAlive: true,
+    timeout: 4_000,
+    ca,
+    minVersion: 'TLSv1.2',
+    ...opts.clientCert,
+  })
   const fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const req = input instanceof Request ? input : new Request(input, init)
     const url = new URL(req.url)
@@ -26,33 +33,47 @@ export function caFetch(
       headers[k] = v
     })
     if (body) headers['content-length'] = String(body.length)
-    return new Promise<Response>((resolve, reject) => {
-      const r = request(url, { method: req.method, headers, agent, signal: req.signal }, (res) => {
-        const chunks: Buffer[] = []
-        let size = 0
-        res.on('data', (c: Buffer) => {
-          size += c.length
-          if (size > limit) {
-            res.destroy(new Error('response too large'))
-            return
-          }
-          chunks.push(c)
+    const send = (): Promise<Response> =>
+      new Promise<Response>((resolve, reject) => {
+        const r = request(
+          url,
+          { method: req.method, headers, agent, signal: req.signal },
+          (res) => {
+            const chunks: Buffer[] = []
+            let size = 0
+            res.on('data', (c: Buffer) => {
+              size += c.length
+              if (size > limit) {
+                res.destroy(new Error('response too large'))
+                return
+              }
+              chunks.push(c)
+            })
+            res.on('error', reject)
+            res.on('end', () => {
+              const h = new Headers()
+              for (const [k, v] of Object.entries(res.headers)) {
+                if (Array.isArray(v)) for (const x of v) h.append(k, x)
+                else if (v !== undefined) h.set(k, v)
+              }
+              const status = res.statusCode ?? 500
+              const noBody = status === 204 || status === 304 || req.method === 'HEAD'
+              resolve(new Response(noBody ? null : Buffer.concat(chunks), { status, headers: h }))
+            })
+          },
+        )
+        r.on('error', (err: NodeJS.ErrnoException) => {
+          // A pooled socket the server had just closed: the request never reached it; resend once
+          // on a fresh connection (Node's documented pattern for reusedSocket).
+          if (r.reusedSocket && err.code === 'ECONNRESET' && !retried) {
+            retried = true
+            send().then(resolve, reject)
+          } else reject(err)
         })
-        res.on('error', reject)
-        res.on('end', () => {
-          const h = new Headers()
-          for (const [k, v] of Object.entries(res.headers)) {
-            if (Array.isArray(v)) for (const x of v) h.append(k, x)
-            else if (v !== undefined) h.set(k, v)
-          }
-          const status = res.statusCode ?? 500
-          const noBody = status === 204 || status === 304 || req.method === 'HEAD'
-          resolve(new Response(noBody ? null : Buffer.concat(chunks), { status, headers: h }))
-        })
+        r.end(body)
       })
-      r.on('error', reject)
-      r.end(body)
-    })
+    let retried = false
+    return send()
   }
   return Object.assign(fetch, { close: () => agent.destroy() })
 }
