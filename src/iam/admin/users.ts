@@ -248,7 +248,7 @@ export async function updateUser(
 ): Promise<User> {
   const c = new Check()
   const email = c.optText('email', input.email, { pattern: EMAIL, max: 320 })
-  const displayName = c.text('displayName', input.displayName)
+  const displayName = c.optText('displayName', input.displayName)
   const isAdmin = input.isAdmin === undefined ? undefined : c.bool('isAdmin', input.isAdmin, false)
   const disabled =
     input.disabled === undefined ? undefined : c.bool('disabled', input.disabled, false)
