@@ -3,6 +3,7 @@ import { ConfigError } from '../core/config/index.ts'
 import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
+import { registerLogin } from './commands/login.ts'
 import { registerPki } from './commands/pki.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerAudit(program)
   registerAuthz(program)
   registerPki(program)
+  registerLogin(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {
     cmd.exitOverride()

@@ -3,6 +3,7 @@ import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
 import { gatewaySettings } from '../gateway/settings.ts'
+import { iamSettings } from '../iam/settings.ts'
 import { pkiSettings } from '../pki/settings.ts'
 import { serverSettings } from './settings.ts'
 
@@ -14,6 +15,7 @@ export const allSettings = {
   authz: authzSettings,
   gateway: gatewaySettings,
   pki: pkiSettings,
+  iam: iamSettings,
 } as const
 
 export type Config = ConfigOf<typeof allSettings>
