@@ -3,7 +3,7 @@
  * and a NOTIFY commit together, so a process either sees the change and its notification or
  * neither. Other modules use this through the EntityWriter contract.
  */
-import type { Transaction } from '../core/db/index.ts'
+import type { Queryable, Transaction } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import { valueFromJson } from './cedar/values.ts'
 import type { EntityRecord, EntityUid, EntityWriter } from './contract.ts'
@@ -196,4 +196,41 @@ export async function removeRoleBinding(tx: Transaction, b: RoleBindingInput): P
     bindingTenants: [b.tenant],
   })
   return rowCount > 0
+}
+
+export interface RoleBindingRow extends RoleBindingInput {
+  createdAt: string
+}
+
+/** A tenant's role bindings, ordered for keyset pagination (`after` is the last row's key). */
+export async function listRoleBindings(
+  q: Queryable,
+  tenant: string,
+  opts: { after?: string; limit: number },
+): Promise<(RoleBindingRow & { key: string })[]> {
+  const { rows } = await q.query<{
+    principal_type: RoleBindingInput['principal']['type']
+    principal_id: string
+    role: Role
+    scope_type: ScopeType
+    scope_id: string
+    created_at: Date
+    key: string
+  }>(
+    `SELECT principal_type, principal_id, role, scope_type, scope_id, created_at,
+            concat_ws(' ', principal_type, principal_id, role, scope_type, scope_id) AS key
+       FROM authz.role_bindings
+      WHERE tenant = $1
+        AND ($2::text IS NULL OR concat_ws(' ', principal_type, principal_id, role, scope_type, scope_id) > $2)
+      ORDER BY key LIMIT $3`,
+    [tenant, opts.after ?? null, opts.limit],
+  )
+  return rows.map((r) => ({
+    tenant,
+    principal: { type: r.principal_type, id: r.principal_id },
+    role: r.role,
+    scope: { type: r.scope_type, id: r.scope_id },
+    createdAt: r.created_at.toISOString(),
+    key: r.key,
+  }))
 }
