@@ -178,6 +178,12 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
       tenant,
       async (q: Queryable) => (await q.query(sql, args)).rows.length > 0,
     )
+  /**
+   * Clients and OIDC sessions stay private to the iam module (no grant to `dflare_app`): they are
+   * read with the module's own access, always filtered by the path's tenant.
+   */
+  const privateExists = async (sql: string, args: SqlValue[]) =>
+    (await admin.db.query(sql, args)).rows.length > 0
 
   /** Runs IAM management functions in the gateway's transaction, capturing their events. */
   async function write<R>(
@@ -199,10 +205,10 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
   const userExists = (t: string, id: string) =>
     exists(t, 'SELECT 1 FROM iam.users WHERE realm = $1 AND id = $2', [t, id])
   const serviceAccountExists = (t: string, id: string) =>
-    exists(t, 'SELECT 1 FROM iam.clients WHERE realm = $1 AND client_id = $2 AND service_account', [
-      t,
-      id,
-    ])
+    privateExists(
+      'SELECT 1 FROM iam.clients WHERE realm = $1 AND client_id = $2 AND service_account',
+      [t, id],
+    )
 
   return [
     ...tenantRoutes(),
@@ -703,9 +709,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
         },
         resource: ({ tenant }) => tenantRef(tenant),
         handler: async ({ tenant, query }) => {
-          const all = (await read(tenant, (d) => listClients(d, tenant))).filter(
-            (c) => c.serviceAccount,
-          )
+          const all = (await listClients(admin, tenant)).filter((c) => c.serviceAccount)
           const p = paged(all, query, (c) => c.clientId)
           return { body: { ...p, items: p.items.map(view) } }
         },
@@ -820,11 +824,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
         },
         resource: ({ tenant }) => tenantRef(tenant),
         handler: async ({ tenant, query }) => ({
-          body: paged(
-            await read(tenant, (d) => listSessions(d, tenant, query.userId)),
-            query,
-            (s) => s.id,
-          ),
+          body: paged(await listSessions(admin, tenant, query.userId), query, (s) => s.id),
         }),
       }),
       defineRoute<Item>({
@@ -838,14 +838,12 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
         },
         // A session is described per request, inside its user.
         resource: async ({ tenant, params: p }) => {
-          const owner = await readInTenant(admin.db, tenant, async (q) => {
-            const { rows } = await q.query<{ account_id: string }>(
-              `SELECT account_id FROM iam.oidc_payloads
-                WHERE realm = $1 AND model = 'Session' AND uid = $2 AND account_id IS NOT NULL`,
-              [tenant, p.sid],
-            )
-            return rows[0]?.account_id
-          })
+          const { rows } = await admin.db.query<{ account_id: string }>(
+            `SELECT account_id FROM iam.oidc_payloads
+              WHERE realm = $1 AND model = 'Session' AND uid = $2 AND account_id IS NOT NULL`,
+            [tenant, p.sid],
+          )
+          const owner = rows[0]?.account_id
           if (!owner) return undefined
           return newEntity(tenant, { type: 'Dflare::Session', id: `${tenant}/${p.sid}` }, [
             uid.user(tenant, owner),

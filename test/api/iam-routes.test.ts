@@ -1,0 +1,449 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { identityRoutes } from '../../src/api/iam-routes.ts'
+import type { SecurityEvent } from '../../src/core/events.ts'
+import type { AdminActor, AdminDeps } from '../../src/iam/admin/context.ts'
+import { createRealm } from '../../src/iam/admin/realms.ts'
+import { createSealer } from '../../src/iam/kek.ts'
+import { type GatewayWorld, gatewayWorld, TableEventSink } from '../gateway/world.ts'
+
+const SYSTEM: AdminActor = { actor: { kind: 'system', id: 'test' } }
+
+describe('identity API: tenants, directory, service accounts, sessions, role bindings', () => {
+  let w: GatewayWorld
+  let admin: AdminDeps
+  let alice: string
+  let vic: string
+  let bob: string
+  let root: string
+  let n = 0
+
+  before(async () => {
+    w = await gatewayWorld({
+      extend: async ({ db, authz }) => {
+        admin = {
+          db,
+          entities: authz.writer,
+          sealer: createSealer(randomBytes(32)),
+          events: new TableEventSink(db),
+        }
+        return { routes: identityRoutes({ admin }) }
+      },
+    })
+    // The world's tenants exist in the authz store only; give them their realms.
+    for (const id of ['platform', 'acme', 'globex']) await createRealm(admin, SYSTEM, { id })
+    alice = await w.as('acme', 'alice')
+    vic = await w.as('acme', 'vic')
+    bob = await w.as('globex', 'bob')
+    root = await w.as('platform', 'root')
+  })
+  after(() => w.close())
+
+  /** One call with its own correlation id; returns the response and that id's audit events. */
+  async function call(method: string, path: string, token: string, body?: unknown) {
+    const cid = `corr-iam-${++n}-${randomBytes(4).toString('hex')}`
+    const r = await w.call(method, `/api/v1${path}`, {
+      token,
+      body,
+      headers: { 'x-correlation-id': cid },
+    })
+    if (r.status >= 500)
+      console.error(JSON.stringify(w.logs.filter((l) => l.correlationId === cid)).slice(0, 3000))
+    assert.equal(r.headers['x-correlation-id'], cid)
+    const events = async () => (await w.events.all()).filter((e) => e.correlationId === cid)
+    return Object.assign(r, { cid, events })
+  }
+
+  /** Exactly one audit event, the gateway's, committed with the change and naming it. */
+  async function assertOneAudit(
+    r: { events(): Promise<SecurityEvent[]> },
+    domainType: string | undefined,
+    outcome = 'success',
+  ) {
+    const events = await r.events()
+    assert.equal(events.length, 1, JSON.stringify(events))
+    const [e] = events as [SecurityEvent]
+    assert.equal(e.type, 'api.request')
+    assert.equal(e.outcome, outcome)
+    if (domainType) {
+      const inner = (e.details?.events ?? []) as { type: string }[]
+      assert.deepEqual(
+        inner.map((i) => i.type),
+        [domainType],
+      )
+    }
+    return e
+  }
+
+  let carol: string
+  let dave: string
+  let saId: string
+  let saSecret: string
+
+  it('a tenant admin creates a domain, a project, users and a group, each with one audit event', async () => {
+    const d = await call('POST', '/tenants/acme/domains', alice, { id: 'eng', name: 'Engineering' })
+    assert.equal(d.status, 201, d.body)
+    assert.deepEqual(d.json(), { id: 'eng', name: 'Engineering', description: '' })
+    const de = await assertOneAudit(d, 'iam.domain.created')
+    assert.deepEqual(de.resource, { type: 'Dflare::Domain', id: 'acme/eng' })
+    assert.equal(de.action, 'domain.create')
+
+    const p = await call('POST', '/tenants/acme/projects', alice, {
+      id: 'ml',
+      name: 'ML',
+      domainId: 'eng',
+    })
+    assert.equal(p.status, 201, p.body)
+    await assertOneAudit(p, 'iam.project.created')
+
+    const u = await call('POST', '/tenants/acme/users', alice, {
+      username: 'carol',
+      domainId: 'eng',
+      email: 'carol@acme.example',
+    })
+    assert.equal(u.status, 201, u.body)
+    carol = u.json().id
+    assert.equal(u.json().domainId, 'eng')
+    const ue = await assertOneAudit(u, 'iam.user.created')
+    assert.deepEqual(ue.resource, { type: 'Dflare::User', id: `acme/${carol}` })
+    const u2 = await call('POST', '/tenants/acme/users', alice, { username: 'dave' })
+    assert.equal(u2.status, 201, u2.body)
+    dave = u2.json().id
+
+    const g = await call('POST', '/tenants/acme/groups', alice, { id: 'gpu-users', name: 'GPU' })
+    assert.equal(g.status, 201, g.body)
+    await assertOneAudit(g, 'iam.group.created')
+    const m = await call('PUT', `/tenants/acme/groups/gpu-users/members/${carol}`, alice)
+    assert.equal(m.status, 204, m.body)
+    const me = await assertOneAudit(m, 'iam.membership.added')
+    assert.deepEqual((me.details?.events as { details: unknown }[])[0]?.details, { user: carol })
+    // The membership reached the authz mirror in the same transaction.
+    const { rows } = await w.db.query<{ parents: { id: string }[] }>(
+      `SELECT parents FROM authz.entities WHERE type = 'Dflare::User' AND id = $1`,
+      [`acme/${carol}`],
+    )
+    assert.ok(rows[0]?.parents.some((x) => x.id === 'acme/gpu-users'))
+  })
+
+  it('a service account gets its secret once, never in the audit event or the logs', async () => {
+    const r = await call('POST', '/tenants/acme/service-accounts', alice, { name: 'ci' })
+    assert.equal(r.status, 201, r.body)
+    saId = r.json().clientId
+    saSecret = r.json().clientSecret
+    assert.match(saId, /^sa-[0-9a-f]{16}$/)
+    assert.ok(saSecret.length >= 40)
+    assert.equal(r.headers['cache-control'], 'no-store')
+    await assertOneAudit(r, 'iam.client.created')
+    const all = JSON.stringify(await w.events.all())
+    assert.ok(!all.includes(saSecret), 'secret in an audit event')
+    assert.ok(!JSON.stringify(w.logs).includes(saSecret), 'secret in the logs')
+    const { rows } = await w.db.query<{ secret_enc: unknown }>(
+      'SELECT secret_enc FROM iam.clients WHERE client_id = $1',
+      [saId],
+    )
+    assert.ok(!JSON.stringify(rows).includes(saSecret), 'secret stored in clear')
+
+    const list = await call('GET', '/tenants/acme/service-accounts', alice)
+    assert.equal(list.status, 200)
+    assert.deepEqual(
+      list.json().items.map((i: { clientId: string }) => i.clientId),
+      [saId],
+    )
+    assert.ok(!list.body.includes(saSecret) && !list.body.includes('clientSecret'))
+
+    // Rotation returns a new secret once; the replay store never gets to keep one.
+    const rot = await call('POST', `/tenants/acme/service-accounts/${saId}/secret`, alice)
+    assert.equal(rot.status, 200, rot.body)
+    assert.notEqual(rot.json().clientSecret, saSecret)
+    await assertOneAudit(rot, 'iam.client.secret_rotated')
+    assert.ok(!JSON.stringify(await w.events.all()).includes(rot.json().clientSecret))
+    const idem = await w.call('POST', `/api/v1/tenants/acme/service-accounts/${saId}/secret`, {
+      token: alice,
+      headers: { 'idempotency-key': 'rotate-once-1' },
+    })
+    assert.equal(idem.status, 400)
+  })
+
+  it('role bindings are granted at a scope of the tenant, listed and removed', async () => {
+    const binding = {
+      principal: { type: 'User', id: carol },
+      role: 'member',
+      scope: { type: 'Project', id: 'ml' },
+    }
+    const r = await call('POST', '/tenants/acme/role-bindings', alice, binding)
+    assert.equal(r.status, 201, r.body)
+    assert.deepEqual(r.json(), binding)
+    const e = await assertOneAudit(r, undefined)
+    assert.deepEqual(e.details?.binding, binding)
+    assert.deepEqual(e.resource, { type: 'Dflare::Project', id: 'acme/ml' })
+
+    const list = await call('GET', '/tenants/acme/role-bindings?limit=500', alice)
+    assert.equal(list.status, 200)
+    const items = list.json().items as (typeof binding)[]
+    assert.ok(items.some((b) => b.principal.id === carol && b.role === 'member'))
+    assert.ok(items.some((b) => b.principal.id === 'alice' && b.role === 'tenant-admin'))
+    // The PDP sees the new binding: carol, a member of project ml, may now act in it.
+    const decision = await w.authz.pdp.decide({
+      principal: { type: 'Dflare::User', id: `acme/${carol}` },
+      action: { type: 'Dflare::Action', id: 'project.read' },
+      resource: { type: 'Dflare::Project', id: 'acme/ml' },
+      context: {},
+    })
+    assert.equal(decision.decision, 'allow', decision.reason)
+
+    // Only principals of the tenant: a globex user id does not exist in acme.
+    const foreign = await call('POST', '/tenants/acme/role-bindings', alice, {
+      ...binding,
+      principal: { type: 'User', id: 'bob' },
+    })
+    assert.equal(foreign.status, 400)
+    const platformRole = await call('POST', '/tenants/acme/role-bindings', alice, {
+      ...binding,
+      role: 'platform-admin',
+    })
+    assert.equal(platformRole.status, 400)
+    assert.match(platformRole.body, /body\.role/)
+
+    const del = await call('DELETE', '/tenants/acme/role-bindings', alice, binding)
+    assert.equal(del.status, 204, del.body)
+    await assertOneAudit(del, undefined)
+    const again = await call('DELETE', '/tenants/acme/role-bindings', alice, binding)
+    assert.equal(again.status, 404)
+  })
+
+  it('lists paginate with cursors', async () => {
+    const users = await call('GET', '/tenants/acme/users', alice)
+    assert.equal(users.status, 200)
+    assert.deepEqual(
+      users.json().items.map((u: { username: string }) => u.username),
+      ['carol', 'dave'],
+    )
+    const first = await call('GET', '/tenants/acme/users?limit=1', alice)
+    assert.equal(first.json().items[0].username, 'carol')
+    const cursor = first.json().next_cursor
+    assert.ok(cursor)
+    const second = await call('GET', `/tenants/acme/users?limit=1&cursor=${cursor}`, alice)
+    assert.equal(second.json().items[0].username, 'dave')
+    assert.equal(second.json().next_cursor, undefined)
+    for (const [path, ids] of [
+      ['/tenants/acme/domains', ['eng']],
+      ['/tenants/acme/projects?domainId=eng', ['ml']],
+      ['/tenants/acme/groups', ['gpu-users']],
+    ] as const) {
+      const r = await call('GET', path, alice)
+      assert.equal(r.status, 200, r.body)
+      assert.deepEqual(
+        r.json().items.map((i: { id: string }) => i.id),
+        ids,
+      )
+    }
+    const one = await call('GET', `/tenants/acme/users/${carol}`, alice)
+    assert.equal(one.json().username, 'carol')
+    // Reads are audited too, one event each.
+    assert.equal((await one.events()).length, 1)
+  })
+
+  it('a viewer reads but every write is 403, audited as denied, and changes nothing', async () => {
+    assert.equal((await call('GET', '/tenants/acme/users', vic)).status, 200)
+    const writes: [string, string, unknown?][] = [
+      ['POST', '/tenants/acme/domains', { id: 'ops', name: 'Ops' }],
+      ['POST', '/tenants/acme/projects', { id: 'p9', name: 'P9', domainId: 'eng' }],
+      ['POST', '/tenants/acme/users', { username: 'mallory' }],
+      ['PATCH', `/tenants/acme/users/${carol}`, { isAdmin: true }],
+      ['DELETE', `/tenants/acme/users/${carol}`],
+      ['POST', '/tenants/acme/groups', { id: 'admins', name: 'Admins' }],
+      ['PUT', `/tenants/acme/groups/gpu-users/members/${dave}`],
+      ['POST', '/tenants/acme/service-accounts', { name: 'evil' }],
+      ['POST', `/tenants/acme/service-accounts/${saId}/secret`],
+      [
+        'POST',
+        '/tenants/acme/role-bindings',
+        { principal: { type: 'User', id: 'vic' }, role: 'tenant-admin', scope: { type: 'Tenant' } },
+      ],
+      ['PATCH', '/tenants/acme', { mfaPolicy: 'none' }],
+      ['POST', '/tenants', { id: 'vic-corp' }],
+    ]
+    for (const [method, path, body] of writes) {
+      const r = await call(method, path, vic, body)
+      // Platform routes are not even visible to a tenant principal.
+      assert.equal(r.status, path === '/tenants' ? 404 : 403, `${method} ${path}: ${r.body}`)
+      assert.ok(!r.body.includes('clientSecret'))
+      const [e] = (await r.events()) as [SecurityEvent]
+      assert.equal(e.outcome, path === '/tenants' ? 'failure' : 'denied')
+    }
+    const users = await call('GET', '/tenants/acme/users', alice)
+    assert.equal(users.json().items.length, 2)
+    assert.equal(users.json().items[0].isAdmin, false)
+  })
+
+  it("another tenant's admin gets 401/404 and never sees the data", async () => {
+    const acmePaths = [
+      ['GET', '/tenants/acme/users'],
+      ['GET', `/tenants/acme/users/${carol}`],
+      ['DELETE', `/tenants/acme/users/${carol}`],
+      ['GET', '/tenants/acme/service-accounts'],
+      ['POST', `/tenants/acme/service-accounts/${saId}/secret`],
+      ['GET', '/tenants/acme/role-bindings'],
+      ['GET', '/tenants/acme'],
+    ]
+    for (const [method, path] of acmePaths) {
+      const r = await call(method!, path!, bob)
+      assert.ok([401, 404].includes(r.status), `${method} ${path}: ${r.status}`)
+      for (const secret of [carol, 'carol', saId, 'Engineering'])
+        assert.ok(!r.body.includes(secret), `${path} leaked ${secret}`)
+    }
+    // Naming acme's objects under bob's own tenant finds nothing.
+    for (const [method, path] of [
+      ['GET', `/tenants/globex/users/${carol}`],
+      ['DELETE', `/tenants/globex/users/${carol}`],
+      ['PATCH', `/tenants/globex/users/${carol}`],
+      ['DELETE', `/tenants/globex/service-accounts/${saId}`],
+      ['POST', `/tenants/globex/service-accounts/${saId}/secret`],
+      ['DELETE', '/tenants/globex/domains/eng'],
+      ['DELETE', '/tenants/globex/projects/ml'],
+      ['PUT', `/tenants/globex/groups/gpu-users/members/${carol}`],
+    ] as const) {
+      const r = await call(method, path, bob, method === 'PATCH' ? { disabled: true } : undefined)
+      assert.equal(r.status, 404, `${method} ${path}: ${r.body}`)
+    }
+    for (const path of ['users', 'domains', 'projects', 'groups', 'service-accounts']) {
+      const r = await call('GET', `/tenants/globex/${path}`, bob)
+      assert.equal(r.status, 200, r.body)
+      assert.deepEqual(r.json().items, [], path)
+    }
+    // bob cannot bind acme's user in globex either.
+    const b = await call('POST', '/tenants/globex/role-bindings', bob, {
+      principal: { type: 'User', id: carol },
+      role: 'tenant-admin',
+      scope: { type: 'Tenant' },
+    })
+    assert.equal(b.status, 400)
+  })
+
+  it('invalid input is a 400 naming the field, before anything changes', async () => {
+    const bad = await call('POST', '/tenants/acme/domains', alice, { id: 'Bad Id!', name: 'x' })
+    assert.equal(bad.status, 400)
+    assert.equal(bad.headers['content-type'], 'application/problem+json; charset=utf-8')
+    assert.ok(
+      bad.json().errors.some((e: { field: string }) => e.field === 'body.id'),
+      bad.body,
+    )
+    const extra = await call('POST', '/tenants/acme/groups', alice, {
+      id: 'x1',
+      name: 'x',
+      isAdmin: true,
+    })
+    assert.equal(extra.status, 400)
+    assert.match(extra.body, /isAdmin/)
+    const noDomain = await call('POST', '/tenants/acme/projects', alice, {
+      id: 'p5',
+      name: 'P5',
+      domainId: 'nope',
+    })
+    assert.equal(noDomain.status, 400)
+    assert.ok(noDomain.json().errors.some((e: { field: string }) => e.field === 'body.domainId'))
+    const badUser = await call('GET', '/tenants/acme/users/not-a-uuid', alice)
+    assert.equal(badUser.status, 400)
+    assert.match(badUser.body, /params\.user/)
+    const emptyPatch = await call('PATCH', `/tenants/acme/users/${carol}`, alice, {})
+    assert.equal(emptyPatch.status, 400)
+    const dup = await call('POST', '/tenants/acme/domains', alice, { id: 'eng', name: 'Again' })
+    assert.equal(dup.status, 409)
+    const [e] = (await dup.events()) as [SecurityEvent]
+    assert.equal(e.outcome, 'failure')
+    assert.equal(
+      (await w.events.all()).filter((x) => x.type === 'iam.domain.created').length,
+      0,
+      'domain events travel inside api.request only',
+    )
+  })
+
+  it('a failing management call rolls back with its audit event outcome failure', async () => {
+    const r = await call('DELETE', '/tenants/acme/domains/eng', alice)
+    assert.equal(r.status, 409, r.body)
+    await assertOneAudit(r, undefined, 'failure')
+    const still = await call('GET', '/tenants/acme/domains', alice)
+    assert.deepEqual(
+      still.json().items.map((d: { id: string }) => d.id),
+      ['eng'],
+    )
+  })
+
+  it('updates, unlock, membership removal, sessions and deletes', async () => {
+    const upd = await call('PATCH', `/tenants/acme/users/${dave}`, alice, { displayName: 'Dave D' })
+    assert.equal(upd.status, 200, upd.body)
+    assert.equal(upd.json().displayName, 'Dave D')
+    await assertOneAudit(upd, 'iam.user.updated')
+    const unl = await call('POST', `/tenants/acme/users/${dave}/unlock`, alice)
+    assert.equal(unl.status, 204, unl.body)
+    await assertOneAudit(unl, 'iam.user.unlocked')
+    const rm = await call('DELETE', `/tenants/acme/groups/gpu-users/members/${carol}`, alice)
+    assert.equal(rm.status, 204, rm.body)
+    await assertOneAudit(rm, 'iam.membership.removed')
+
+    // A login session of carol's, as the OIDC provider stores it.
+    await w.db.query(
+      `INSERT INTO iam.oidc_payloads (realm, model, id, uid, account_id, payload, expires_at)
+       VALUES ('acme', 'Session', 'sess-cookie-1', 'sid-carol-1', $1, $2, now() + interval '1 hour')`,
+      [carol, JSON.stringify({ uid: 'sid-carol-1', accountId: carol, amr: ['pwd'] })],
+    )
+    const sessions = await call('GET', `/tenants/acme/sessions?userId=${carol}`, alice)
+    assert.equal(sessions.status, 200, sessions.body)
+    assert.deepEqual(
+      sessions.json().items.map((s: { id: string }) => s.id),
+      ['sid-carol-1'],
+    )
+    assert.ok(!sessions.body.includes('sess-cookie-1'), 'the cookie id stays private')
+    assert.equal((await call('GET', '/tenants/globex/sessions', bob)).json().items.length, 0)
+    assert.equal((await call('DELETE', '/tenants/globex/sessions/sid-carol-1', bob)).status, 404)
+    const rev = await call('DELETE', '/tenants/acme/sessions/sid-carol-1', alice)
+    assert.equal(rev.status, 204, rev.body)
+    await assertOneAudit(rev, 'iam.session.revoked')
+    assert.equal((await call('GET', '/tenants/acme/sessions', alice)).json().items.length, 0)
+
+    const sa = await call('DELETE', `/tenants/acme/service-accounts/${saId}`, alice)
+    assert.equal(sa.status, 204, sa.body)
+    await assertOneAudit(sa, 'iam.client.deleted')
+    const u = await call('DELETE', `/tenants/acme/users/${dave}`, alice)
+    assert.equal(u.status, 204, u.body)
+    await assertOneAudit(u, 'iam.user.deleted')
+    assert.equal((await call('GET', `/tenants/acme/users/${dave}`, alice)).status, 404)
+    assert.equal((await call('DELETE', '/tenants/acme/projects/ml', alice)).status, 204)
+    const d = await call('DELETE', '/tenants/acme/domains/eng', alice)
+    assert.equal(d.status, 204, d.body)
+    await assertOneAudit(d, 'iam.domain.deleted')
+  })
+
+  it('platform operators create and list tenants; tenant admins update their own', async () => {
+    const r = await call('POST', '/tenants', root, { id: 'initech', displayName: 'Initech' })
+    assert.equal(r.status, 201, r.body)
+    assert.equal(r.json().id, 'initech')
+    const e = await assertOneAudit(r, 'iam.realm.created')
+    assert.equal(e.tenant, 'platform')
+    assert.deepEqual(e.resource, { type: 'Dflare::Tenant', id: 'initech' })
+    assert.equal((await call('POST', '/tenants', root, { id: 'initech' })).status, 409)
+    const list = await call('GET', '/tenants', root)
+    assert.deepEqual(
+      list.json().items.map((t: { id: string }) => t.id),
+      ['acme', 'globex', 'initech', 'platform'],
+    )
+    assert.equal((await call('GET', '/tenants', alice)).status, 404)
+    assert.equal((await call('POST', '/tenants', alice, { id: 'alice-corp' })).status, 404)
+
+    const own = await call('PATCH', '/tenants/acme', alice, { displayName: 'ACME Corp' })
+    assert.equal(own.status, 200, own.body)
+    assert.equal(own.json().displayName, 'ACME Corp')
+    await assertOneAudit(own, 'iam.realm.updated')
+    assert.equal((await call('GET', '/tenants/acme', alice)).json().displayName, 'ACME Corp')
+    assert.equal((await call('PATCH', '/tenants/acme', bob, { displayName: 'pwn' })).status, 401)
+  })
+
+  it('the OpenAPI document describes every identity route with its schemas', async () => {
+    const doc = (await w.call('GET', '/api/openapi.json')).json()
+    const post = doc.paths['/api/v1/tenants/{tenant}/service-accounts'].post
+    assert.ok(post.requestBody)
+    assert.ok(doc.paths['/api/v1/tenants/{tenant}/role-bindings'].delete)
+    assert.ok(doc.paths['/api/v1/tenants/{tenant}/groups/{group}/members/{user}'].put)
+  })
+})
