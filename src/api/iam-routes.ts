@@ -907,6 +907,31 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
         createdAt: { type: 'string' },
       },
     }
+    // DELETE names the binding in the query string (bodies on DELETE are not dependable).
+    type BindingQuery = {
+      principalType: BindingBody['principal']['type']
+      principal: string
+      role: Role
+      scopeType: ScopeType
+      scopeId?: string
+    }
+    const bindingQuerySchema = {
+      type: 'object',
+      additionalProperties: false,
+      required: ['principalType', 'principal', 'role', 'scopeType'],
+      properties: {
+        principalType: bindingSchema.properties.principal.properties.type,
+        principal: bindingSchema.properties.principal.properties.id,
+        role: bindingSchema.properties.role,
+        scopeType: bindingSchema.properties.scope.properties.type,
+        scopeId: bindingSchema.properties.scope.properties.id,
+      },
+    }
+    const fromQuery = (q: BindingQuery): BindingBody => ({
+      principal: { type: q.principalType, id: q.principal },
+      role: q.role,
+      scope: { type: q.scopeType, ...(q.scopeId ? { id: q.scopeId } : {}) },
+    })
     /** Body ids are local to the tenant; stored ids are tenant-qualified. */
     const qualify = (tenant: string, b: BindingBody): RoleBindingInput => {
       if (b.scope.type !== 'Tenant' && !b.scope.id) fieldMissing('body.scope.id')
@@ -983,17 +1008,17 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
           return { status: 201, body: out, audit: { binding: out } }
         },
       }),
-      defineRoute<T, Record<string, never>, BindingBody>({
+      defineRoute<T, BindingQuery>({
         method: 'DELETE',
         url: base,
         action: 'rolebinding.delete',
-        summary: 'Remove a role binding (named in the body)',
+        summary: 'Remove a role binding (named in the query string)',
         tags: TAGS,
-        schema: { params: tenantOnly, body: bindingSchema },
-        resource: scopeResource,
-        handler: async ({ tx, tenant, body }) => {
+        schema: { params: tenantOnly, querystring: bindingQuerySchema },
+        resource: ({ tenant, query }) => scopeResource({ tenant, body: fromQuery(query) }),
+        handler: async ({ tx, tenant, query }) => {
           if (!tx) throw problems.internal()
-          const binding = qualify(tenant, body)
+          const binding = qualify(tenant, fromQuery(query))
           if (!(await removeRoleBinding(tx, binding)))
             throw problems.notFound('No such role binding')
           return { status: 204, audit: { binding: view(tenant, binding) } }
