@@ -6,7 +6,7 @@
  * the domain event. Every resource is looked up inside the tenant named in the path only.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { EntityRecord, EntityUid } from '../authz/contract.ts'
+import type { EntityRecord, EntityUid, Pdp } from '../authz/contract.ts'
 import { ROLES, type Role, type ScopeType } from '../authz/schema.ts'
 import {
   addRoleBinding,
@@ -16,6 +16,7 @@ import {
 } from '../authz/writer.ts'
 import type { Db, Queryable, SqlValue, Transaction } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
+import type { Principal } from '../gateway/principal.ts'
 import {
   type AnyApiRoute,
   type CallContext,
@@ -67,6 +68,7 @@ import {
   userSchema,
 } from '../iam/admin/users.ts'
 import { type CapturedEvent, txAdminDeps } from './admin-tx.ts'
+import { assertMayDelegate } from './delegation.ts'
 import { decodeCursor, page, paginationQuery } from './pagination.ts'
 import { tenantParam } from './schemas.ts'
 import { readInTenant } from './tenant-scope.ts'
@@ -74,6 +76,8 @@ import { readInTenant } from './tenant-scope.ts'
 export interface IdentityRouteDeps {
   /** The IAM management dependencies (database, entity writer, sealer, event sink). */
   admin: AdminDeps
+  /** The decision point, asked again when a role is granted (no delegation beyond one's own). */
+  pdp: Pdp
 }
 
 const PLATFORM = 'platform'
@@ -957,19 +961,33 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
       ...(b.createdAt ? { createdAt: b.createdAt } : {}),
     })
     /** The binding's scope entity, which must exist in the tenant. */
-    const scopeResource = async ({ tenant, body }: { tenant: string; body: BindingBody }) => {
+    /** The binding's scope entity, which must exist in the tenant, once the caller may delegate. */
+    const scopeResource = async ({
+      tenant,
+      body,
+      principal,
+    }: {
+      tenant: string
+      body: BindingBody
+      principal: Principal
+    }): Promise<ResourceRef> => {
       const b = qualify(tenant, body)
-      if (b.scope.type === 'Tenant') return tenantRef(tenant)
-      const local = body.scope.id!
-      const found =
-        b.scope.type === 'Domain'
-          ? await domainExists(tenant, local)
-          : await projectExists(tenant, local)
-      if (!found) fieldMissing('body.scope.id')
-      return {
-        uid: b.scope.type === 'Domain' ? uid.domain(tenant, local) : uid.project(tenant, local),
-        tenant,
+      let scope: ResourceRef
+      if (b.scope.type === 'Tenant') scope = tenantRef(tenant)
+      else {
+        const local = body.scope.id!
+        const found =
+          b.scope.type === 'Domain'
+            ? await domainExists(tenant, local)
+            : await projectExists(tenant, local)
+        if (!found) fieldMissing('body.scope.id')
+        scope = {
+          uid: b.scope.type === 'Domain' ? uid.domain(tenant, local) : uid.project(tenant, local),
+          tenant,
+        }
       }
+      await assertMayDelegate(deps.pdp, principal, b.role, scope, b.scope.type)
+      return scope
     }
     return [
       defineRoute<T, ListQuery>({
@@ -1015,7 +1033,8 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
         summary: 'Remove a role binding (named in the query string)',
         tags: TAGS,
         schema: { params: tenantOnly, querystring: bindingQuerySchema },
-        resource: ({ tenant, query }) => scopeResource({ tenant, body: fromQuery(query) }),
+        resource: ({ tenant, query, principal }) =>
+          scopeResource({ tenant, body: fromQuery(query), principal }),
         handler: async ({ tx, tenant, query }) => {
           if (!tx) throw problems.internal()
           const binding = qualify(tenant, fromQuery(query))

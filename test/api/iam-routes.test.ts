@@ -28,7 +28,7 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
           sealer: createSealer(randomBytes(32)),
           events: new TableEventSink(db),
         }
-        return { routes: identityRoutes({ admin }) }
+        return { routes: identityRoutes({ admin, pdp: authz.pdp }) }
       },
     })
     // The world's tenants exist in the authz store only; give them their realms.
@@ -215,6 +215,37 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     const alices = 'principalType=User&principal=alice&role=tenant-admin&scopeType=Tenant'
     assert.equal((await call('DELETE', `/tenants/acme/role-bindings?${alices}`, bob)).status, 401)
     assert.equal((await call('DELETE', `/tenants/globex/role-bindings?${alices}`, bob)).status, 404)
+  })
+
+  it('a project admin cannot grant more than it holds (no privilege escalation)', async () => {
+    await w.bind('acme', 'pam', 'project-admin', ['Project', 'acme/ml'])
+    const pam = await w.as('acme', 'pam')
+    const grant = (role: string, principal = carol) =>
+      call('POST', '/tenants/acme/role-bindings', pam, {
+        principal: { type: 'User', id: principal },
+        role,
+        scope: { type: 'Project', id: 'ml' },
+      })
+    for (const role of ['tenant-admin', 'domain-admin']) {
+      const r = await grant(role)
+      assert.equal(r.status, 403, `${role}: ${r.body}`)
+      assert.match(r.json().detail, /project\.delete|project\.create|domain/)
+      const [e] = (await r.events()) as [SecurityEvent]
+      assert.equal(e.outcome, 'denied')
+    }
+    const self = await grant('tenant-admin', 'pam')
+    assert.equal(self.status, 403)
+    // Outside its project it grants nothing at all.
+    const tenantWide = await call('POST', '/tenants/acme/role-bindings', pam, {
+      principal: { type: 'User', id: carol },
+      role: 'viewer',
+      scope: { type: 'Tenant' },
+    })
+    assert.equal(tenantWide.status, 403)
+    const ok = await grant('member')
+    assert.equal(ok.status, 201, ok.body)
+    const named = `principalType=User&principal=${carol}&role=member&scopeType=Project&scopeId=ml`
+    assert.equal((await call('DELETE', `/tenants/acme/role-bindings?${named}`, pam)).status, 204)
   })
 
   it('lists paginate with cursors', async () => {
