@@ -1,11 +1,13 @@
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
+import { isolationSettings } from '../isolation/settings.ts'
 import { serverSettings } from './settings.ts'
 
 /** Every module's settings, in resolution order (core first: others may derive from home). */
 export const allSettings = {
   core: coreSettings,
   server: serverSettings,
+  isolation: isolationSettings,
 } as const
 
 export type Config = ConfigOf<typeof allSettings>
