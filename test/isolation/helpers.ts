@@ -147,4 +147,4 @@ export function specFor(name: string, n = 0, opts: { networks?: number } = {}) {
   }
 }
 
-const guid = (i: number) => `0x0002c9030${i.toString(16).padStart(7, '0')}`
+const guid = (i: number) => `0x0002c9031${i.toString(16).padStart(7, '0')}`
