@@ -22,7 +22,7 @@ function parsePartitions(text: string) {
   assert.equal(statements.pop(), '', 'every partition definition ends with ;')
   for (const st of statements) {
     const m =
-      /^([A-Za-z0-9_]+)=(0x[0-9a-fA-F]{1,4})((?:\s*,\s*[a-z_]+(?:=[a-z0-9]+)?)*)\s*:\s*([^]*)$/.exec(
+      /^([A-Za-z0-9_]+)=(0x[0-9a-fA-F]{1,4})((?:\s*,\s*[a-z_]+(?:=[a-z0-9]+)?)*)\s*:\s*([\s\S]*)$/.exec(
         st,
       )
     assert.ok(m, `not a partition definition: ${st}`)
