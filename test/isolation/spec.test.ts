@@ -37,6 +37,7 @@ gpuQuota: 4
   })
 
   test('errors name every bad field', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: the test breaks a deep fixture field by field
     const bad = structuredClone(specFor('acme')) as Record<string, any>
     bad.networks.push({ name: 'net0', cidr: '10.0.0.1/24' })
     bad.hostPorts[0].guid = '0x12'
