@@ -62,16 +62,27 @@ export class Allocator {
     return r
   }
 
-  async lockFabric(tx: Transaction, fabric: string) {
+  async lockFabric(tx: Transaction, fabric: string, now: Date) {
     const ranges = this.ranges(fabric)
-    for (const pool of POOL_NAMES) {
-      // The upsert both records the configured range and takes the row lock until commit.
-      await tx.query(
-        `INSERT INTO isolation.pools (fabric, pool, lo, hi) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (fabric, pool) DO UPDATE SET lo = EXCLUDED.lo, hi = EXCLUDED.hi`,
-        [fabric, pool, ranges[pool].lo, ranges[pool].hi],
-      )
-    }
+    // One upsert records the configured ranges and row-locks the pools (in POOL_NAMES order).
+    await tx.query(
+      `INSERT INTO isolation.pools (fabric, pool, lo, hi)
+       SELECT $1, p, l, h FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(p, l, h, o)
+       ORDER BY o
+       ON CONFLICT (fabric, pool) DO UPDATE SET lo = EXCLUDED.lo, hi = EXCLUDED.hi`,
+      [
+        fabric,
+        [...POOL_NAMES],
+        POOL_NAMES.map((p) => ranges[p].lo),
+        POOL_NAMES.map((p) => ranges[p].hi),
+      ],
+    )
+    // Values whose quarantine ended are free again.
+    await tx.query(
+      `DELETE FROM isolation.allocations
+       WHERE fabric = $1 AND state = 'quarantined' AND available_at <= $2`,
+      [fabric, now],
+    )
   }
 
   /** The tenant's number for `purpose`: kept if it has one, else the lowest free value. */
@@ -97,14 +108,10 @@ export class Allocator {
       )
       return mine.value
     }
-    await tx.query(
-      `DELETE FROM isolation.allocations
-       WHERE fabric = $1 AND pool = $2 AND state = 'quarantined' AND available_at <= $3`,
-      [a.fabric, a.pool, a.now],
-    )
-    // Lowest free value: the range start or one past an allocated value, not itself allocated.
-    const free = await tx.query<{ v: number }>(
-      `SELECT c.v FROM (
+    // Lowest free value (the range start or one past an allocated value), taken in one statement.
+    const free = await tx.query<{ value: number }>(
+      `INSERT INTO isolation.allocations (fabric, pool, value, tenant, purpose, state, allocated_at)
+       SELECT $1, $2, c.v, $5, $6, 'active', $7 FROM (
          SELECT $3::bigint AS v
          UNION ALL
          SELECT value + 1 FROM isolation.allocations
@@ -112,41 +119,58 @@ export class Allocator {
        ) c
        WHERE NOT EXISTS (
          SELECT 1 FROM isolation.allocations x WHERE x.fabric = $1 AND x.pool = $2 AND x.value = c.v)
-       ORDER BY c.v LIMIT 1`,
-      [a.fabric, a.pool, lo, hi],
+       ORDER BY c.v LIMIT 1
+       RETURNING value`,
+      [a.fabric, a.pool, lo, hi, a.tenant, a.purpose, a.now],
     )
-    const v = free.rows[0]?.v
+    const v = free.rows[0]?.value
     if (v === undefined) throw exhausted(a.fabric, a.pool, lo, hi)
-    await tx.query(
-      `INSERT INTO isolation.allocations (fabric, pool, value, tenant, purpose, state, allocated_at)
-       VALUES ($1, $2, $3, $4, $5, 'active', $6)`,
-      [a.fabric, a.pool, v, a.tenant, a.purpose, a.now],
-    )
     return v
   }
 
-  /** Claims a unique name for the tenant; fails when another tenant holds it or has it in quarantine. */
-  async claim(
+  /**
+   * Claims unique names for the tenant in one statement; fails, naming the first one, when another
+   * tenant holds one of them or has it in quarantine.
+   */
+  async claimAll(
     tx: Transaction,
-    c: { kind: ClaimKind; scope: string; name: string; tenant: string; now: Date },
+    tenant: string,
+    claims: readonly { kind: ClaimKind; scope: string; name: string }[],
+    now: Date,
   ) {
-    const res = await tx.query<{ tenant: string }>(
+    const unique = [...new Map(claims.map((c) => [`${c.kind}/${c.scope}/${c.name}`, c])).values()]
+    if (unique.length === 0) return
+    const res = await tx.query<{ kind: string; scope: string; name: string }>(
       `INSERT INTO isolation.claims AS c (kind, scope, name, tenant, state, claimed_at)
-       VALUES ($1, $2, $3, $4, 'active', $5)
+       SELECT k, s, n, $4, 'active', $5 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(k, s, n)
        ON CONFLICT (kind, scope, name) DO UPDATE
          SET tenant = EXCLUDED.tenant, state = 'active', available_at = NULL,
              claimed_at = CASE WHEN c.state = 'active' THEN c.claimed_at ELSE EXCLUDED.claimed_at END
          WHERE c.tenant = EXCLUDED.tenant OR (c.state = 'quarantined' AND c.available_at <= $5)
-       RETURNING tenant`,
-      [c.kind, c.scope, c.name, c.tenant, c.now],
+       RETURNING kind, scope, name`,
+      [
+        unique.map((c) => c.kind),
+        unique.map((c) => c.scope),
+        unique.map((c) => c.name),
+        tenant,
+        now,
+      ],
     )
-    if (res.rows.length === 0) {
-      const held = await tx.query<{ state: string }>(
-        'SELECT state FROM isolation.claims WHERE kind = $1 AND scope = $2 AND name = $3',
-        [c.kind, c.scope, c.name],
-      )
-      throw taken(c.kind, c.scope, c.name, held.rows[0]?.state === 'quarantined')
-    }
+    if (res.rows.length === unique.length) return
+    const got = new Set(res.rows.map((r) => `${r.kind}/${r.scope}/${r.name}`))
+    const miss = unique.find((c) => !got.has(`${c.kind}/${c.scope}/${c.name}`))!
+    const held = await tx.query<{ state: string }>(
+      'SELECT state FROM isolation.claims WHERE kind = $1 AND scope = $2 AND name = $3',
+      [miss.kind, miss.scope, miss.name],
+    )
+    throw taken(miss.kind, miss.scope, miss.name, held.rows[0]?.state === 'quarantined')
+  }
+
+  async claim(
+    tx: Transaction,
+    c: { kind: ClaimKind; scope: string; name: string; tenant: string; now: Date },
+  ) {
+    await this.claimAll(tx, c.tenant, [c], c.now)
   }
 
   /** Fails when `cidr` overlaps a network another tenant holds (or has in quarantine) in the fabric. */

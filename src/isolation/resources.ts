@@ -44,15 +44,15 @@ export async function allocate(
 ): Promise<Resources> {
   const { tenant, fabric } = spec
   const numbers = new Set<string>()
-  const claims = new Set<string>()
-  await alloc.lockFabric(tx, fabric)
+  const claims: { kind: ClaimKind; scope: string; name: string }[] = []
+  await alloc.lockFabric(tx, fabric, now)
   const num = async (pool: PoolName, purpose: string) => {
     numbers.add(`${fabric}/${pool}/${purpose}`)
     return alloc.number(tx, { fabric, pool, tenant, purpose, now })
   }
-  const claim = async (kind: ClaimKind, scope: string, name: string) => {
-    claims.add(`${kind}/${scope}/${name}`)
-    await alloc.claim(tx, { kind, scope, name, tenant, now })
+  // Names are claimed together at the end, in one statement.
+  const claim = (kind: ClaimKind, scope: string, name: string) => {
+    claims.push({ kind, scope, name })
   }
 
   const vrfId = await num('vrf', 'vrf')
@@ -60,7 +60,7 @@ export async function allocate(
   const networks: Resources['networks'] = []
   for (const n of spec.networks) {
     await alloc.assertNoOverlap(tx, { fabric, cidr: n.cidr, tenant, now })
-    await claim('cidr', fabric, n.cidr)
+    claim('cidr', fabric, n.cidr)
     networks.push({
       name: n.name,
       cidr: n.cidr,
@@ -71,26 +71,26 @@ export async function allocate(
   }
   const pkeys = { compute: await num('pkey', 'compute'), storage: await num('pkey', 'storage') }
   for (const p of spec.hostPorts) {
-    await claim('switch-port', fabric, `${p.switch}:${p.port}`)
-    if (p.guid) await claim('ib-guid', fabric, p.guid)
+    claim('switch-port', fabric, `${p.switch}:${p.port}`)
+    if (p.guid) claim('ib-guid', fabric, p.guid)
   }
-  for (const e of spec.storage.exports) await claim('storage-export', fabric, e.path)
+  for (const e of spec.storage.exports) claim('storage-export', fabric, e.path)
 
   const namespaces: Resources['namespaces'] = []
   for (const cluster of spec.kubernetes.clusters)
     for (const ns of spec.kubernetes.namespaces) {
       const name = namespaceName(tenant, ns.name)
-      await claim('k8s-namespace', cluster, name)
+      claim('k8s-namespace', cluster, name)
       namespaces.push({ cluster, name, spec: ns })
     }
   const slurm: Resources['slurm'] = []
   for (const cluster of spec.slurm.clusters) {
     const names = { account: tenant, qos: tenant, partition: tenant }
-    await claim('slurm-account', cluster, names.account)
-    await claim('slurm-qos', cluster, names.qos)
-    await claim('slurm-partition', cluster, names.partition)
-    for (const u of spec.slurm.users) await claim('slurm-user', cluster, u)
-    for (const n of spec.slurm.nodes) await claim('slurm-node', cluster, n)
+    claim('slurm-account', cluster, names.account)
+    claim('slurm-qos', cluster, names.qos)
+    claim('slurm-partition', cluster, names.partition)
+    for (const u of spec.slurm.users) claim('slurm-user', cluster, u)
+    for (const n of spec.slurm.nodes) claim('slurm-node', cluster, n)
     slurm.push({ cluster, ...names })
   }
   const id = ident(tenant)
@@ -102,9 +102,11 @@ export async function allocate(
     dst4: `t_${id}_dst4`,
   }
   for (const set of [firewall.chain, firewall.src4, firewall.src6, firewall.dst4])
-    await claim('nft-set', fabric, set)
+    claim('nft-set', fabric, set)
 
-  await alloc.releaseExcept(tx, tenant, { numbers, claims }, now)
+  await alloc.claimAll(tx, tenant, claims, now)
+  const keep = new Set(claims.map((c) => `${c.kind}/${c.scope}/${c.name}`))
+  await alloc.releaseExcept(tx, tenant, { numbers, claims: keep }, now)
   return {
     tenant,
     fabric,

@@ -488,10 +488,16 @@ export class IsolationService {
         })
       }
       const now = this.#now()
-      await db.query(
-        `WITH s AS (UPDATE isolation.run_steps SET done_at = $3 WHERE run_id = $1 AND seq = $2)
-         UPDATE isolation.runs SET lease_until = $4 WHERE id = $1`,
-        [runId, step.seq, now, new Date(now.getTime() + this.#d.config.applyLease)],
+      // Progress need not wait for the disk: losing the last records in a crash only re-runs
+      // idempotent steps, while a flush per step would bound applies by fsync latency.
+      await db.transaction(
+        (tx) =>
+          tx.query(
+            `WITH s AS (UPDATE isolation.run_steps SET done_at = $3 WHERE run_id = $1 AND seq = $2)
+             UPDATE isolation.runs SET lease_until = $4 WHERE id = $1`,
+            [runId, step.seq, now, new Date(now.getTime() + this.#d.config.applyLease)],
+          ),
+        { settings: { synchronous_commit: 'off' } },
       )
       executed++
       done++

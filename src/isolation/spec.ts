@@ -219,6 +219,16 @@ export function validateSpec(raw: unknown, tenant: string): TenantSpec {
     'network',
   )
   const netNames = new Set(networks.map((n) => n.name))
+  const spans = networks.flatMap((n, i) => {
+    const p = n.cidr ? parseCidr(n.cidr) : null
+    if (p?.family !== 4) return []
+    const lo = addressBits(p.addr, 4)
+    return [{ i, lo, hi: lo + (1n << BigInt(32 - p.prefix)) - 1n }]
+  })
+  for (const a of spans)
+    for (const b of spans)
+      if (a.i < b.i && a.lo <= b.hi && b.lo <= a.hi)
+        c.fail(`networks[${b.i}].cidr`, `overlaps networks[${a.i}].cidr`)
 
   const hostPorts = c.array(o.hostPorts, 'hostPorts', 4096).map((h, i) => {
     const f = `hostPorts[${i}]`

@@ -19,7 +19,7 @@ describe('allocator', () => {
   after(() => t.close())
   const pkey = (tenant: string, at = now) =>
     t.db.transaction(async (tx) => {
-      await alloc.lockFabric(tx, 'default')
+      await alloc.lockFabric(tx, 'default', at)
       return alloc.number(tx, {
         fabric: 'default',
         pool: 'pkey',
