@@ -21,7 +21,31 @@ export function contains(have: unknown, want: unknown): boolean {
       want.every((w, i) => contains(have[i], w))
     )
   if (!have || typeof have !== 'object') return false
-  return Object.entries(want).every(([k, v]) => contains((have as Record<string, unknown>)[k], v))
+  const h = have as Record<string, unknown>
+  // client-node's models rename fields that are reserved words (LimitRange `default` -> `_default`).
+  return Object.entries(want).every(([k, v]) => contains(k in h ? h[k] : h[`_${k}`], v))
+}
+
+/**
+ * client-node serializes request bodies through its generated models, whose properties for the
+ * reserved words `default` and `from` are `_default` and `_from`: a plain object's `default` or
+ * `from` would be silently dropped, and a NetworkPolicy rule without `from` allows every source.
+ * The Kubernetes driver test applies to an API server stub and checks nothing was lost.
+ */
+export function toModelShape(o: KubernetesObject): KubernetesObject {
+  const copy = structuredClone(o) as KubernetesObject & {
+    spec?: { limits?: Record<string, unknown>[]; ingress?: Record<string, unknown>[] }
+  }
+  const rename = (items: Record<string, unknown>[] | undefined, key: string) => {
+    for (const item of items ?? [])
+      if (key in item) {
+        item[`_${key}`] = item[key]
+        delete item[key]
+      }
+  }
+  if (o.kind === 'LimitRange') rename(copy.spec?.limits, 'default')
+  if (o.kind === 'NetworkPolicy') rename(copy.spec?.ingress, 'from')
+  return copy
 }
 
 const objectsOf = (o: DesiredObject) =>
@@ -121,7 +145,7 @@ export class KubernetesDriver implements Driver {
     )
     for (const o of objects)
       await client.patch(
-        o,
+        toModelShape(o),
         undefined,
         undefined,
         FIELD_MANAGER,
