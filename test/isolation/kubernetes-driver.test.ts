@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,6 +29,7 @@ const RESOURCES: Record<string, { name: string; kind: string; namespaced: boolea
 
 /** A tiny API server: discovery, server-side apply (PATCH), GET, list by label, DELETE. */
 function fakeApiServer() {
+  // biome-ignore lint/suspicious/noExplicitAny: stored manifests are arbitrary JSON
   const store = new Map<string, Record<string, any>>()
   const patches: {
     path: string
