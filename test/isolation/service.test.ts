@@ -3,6 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { Problem } from '../../src/core/errors.ts'
+import type { SecurityEvent } from '../../src/core/events.ts'
 import { type Harness, harness, operator, specFor } from './helpers.ts'
 
 describe('isolation service', () => {
@@ -166,6 +167,30 @@ describe('isolation service', () => {
     assert.ok(h.events.events.filter((e) => e.outcome === 'denied').length >= 4)
     const req = h.pdp.requests.find((r) => r.action.id === 'isolation:ApplyTenant')!
     assert.deepEqual(req.resource, { type: 'Dflare::Tenant', id: 'acme' })
+  })
+
+  test('when the audit event cannot be recorded, nothing changes (fail closed)', async () => {
+    const record = h.events.record.bind(h.events)
+    h.events.record = async (e: SecurityEvent) => {
+      if (e.type === 'isolation.apply') throw new Error('audit log unavailable')
+      return record(e)
+    }
+    try {
+      await assert.rejects(
+        h.service.apply(operator, 'omega', { spec: specFor('omega', 9) }),
+        /audit log unavailable/,
+      )
+    } finally {
+      h.events.record = record
+    }
+    const left = await h.t.db.query(
+      `SELECT 'a' FROM isolation.allocations WHERE tenant = 'omega'
+       UNION ALL SELECT 'c' FROM isolation.claims WHERE tenant = 'omega'
+       UNION ALL SELECT 's' FROM isolation.specs WHERE tenant = 'omega'
+       UNION ALL SELECT 'r' FROM isolation.runs WHERE tenant = 'omega'`,
+    )
+    assert.equal(left.rows.length, 0)
+    await assert.rejects(readFile(join(h.dir, 'omega/firewall/ruleset.json')), { code: 'ENOENT' })
   })
 
   test('invalid specs name the field', async () => {

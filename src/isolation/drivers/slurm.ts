@@ -44,8 +44,9 @@ export class SlurmDriver implements Driver {
       const cluster = o.id.split('/')[0]!
       const present =
         (await this.#show('account', tenant, cluster)) && (await this.#show('qos', tenant))
-      if (!present) out.set(o.id, 'missing-in-slurmdbd')
-      else if (!out.has(o.id)) out.set(o.id, sha256(o.content))
+      // Only both together match: the artifact (slurm.conf inputs) and the accounting entities.
+      if (out.has(o.id) && !present) out.set(o.id, 'missing-in-slurmdbd')
+      else if (!out.has(o.id) && present) out.set(o.id, 'artifact-missing')
     }
     return out
   }
