@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { type Change, type DesiredObject, sha256 } from '../types.ts'
+import type { Change, DesiredObject } from '../types.ts'
 import type { FileDriver } from './files.ts'
 import { type Driver, diff } from './types.ts'
 
