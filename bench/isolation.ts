@@ -102,7 +102,7 @@ async function runOn(engine: string, db: Db, n: number) {
   }
 }
 
-export async function main(args: string[]) {
+export default async function isolationBench(args: string[]) {
   const i = args.indexOf('--tenants')
   const n = i >= 0 ? Number(args[i + 1]) : 1000
   const results: Record<string, unknown>[] = []
@@ -139,5 +139,5 @@ export async function main(args: string[]) {
       () => {},
     )
   }
-  return { name: 'isolation', tenants: n, results }
+  return { tenants: n, results }
 }

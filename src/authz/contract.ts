@@ -21,6 +21,8 @@ export interface EntityRecord {
   attrs: Record<string, unknown>
   /** Direct parents in the hierarchy (groups of a user, domain of a project, …). */
   parents: EntityUid[]
+  /** Cedar entity tags: resource labels (`resource.getTag("team")`). String values. */
+  tags?: Record<string, string>
 }
 
 export interface EntityWriter {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
-import { defineSettings, parse, type ResolvedSoFar } from './config/index.ts'
+import { defineSettings, parse, type ResolvedSoFar, SettingValueError } from './config/index.ts'
+import { parseS3Url } from './objects/s3.ts'
 
 export const coreSettings = defineSettings({
   home: {
@@ -28,8 +29,16 @@ export const coreSettings = defineSettings({
     allowed: 'a directory path or an s3:// URL',
     default: (r: ResolvedSoFar) => resolve(String(r.home), 'objects'),
     defaultDoc: '$DFLARE_HOME/objects',
-    parse: (raw) =>
-      String(raw).startsWith('s3://') ? parse.url(['s3:'])(raw).toString() : parse.path()(raw),
+    parse: (raw: unknown) => {
+      const value = String(raw).trim()
+      if (!/^s3:/i.test(value)) return parse.path()(raw)
+      try {
+        parseS3Url(value) // validated now, so a bad URL stops start-up; kept verbatim
+      } catch (err) {
+        throw new SettingValueError((err as Error).message.replace(/^DFLARE_OBJECT_STORE: /, ''))
+      }
+      return value
+    },
   },
   logLevel: {
     env: 'DFLARE_LOG_LEVEL',

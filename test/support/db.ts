@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pg from 'pg'
 import { type Db, type MigrationSet, migrate, openDb } from '../../src/core/db/index.ts'
 import { coreMigrations } from '../../src/core/migrations.ts'
+import { copyPgliteTemplate } from './pglite-template.ts'
 
 /** The real server when CI sets DFLARE_TEST_DATABASE_URL, else embedded PGlite. */
 export const testDatabaseUrl = process.env.DFLARE_TEST_DATABASE_URL || undefined
@@ -14,12 +18,9 @@ export interface TestDatabase {
   close(): Promise<void>
 }
 
-/** A fresh, empty database per call: its own PostgreSQL database, or a new in-memory PGlite. */
-export async function freshDatabase(): Promise<TestDatabase> {
-  if (!testDatabaseUrl) {
-    const db = await openDb({ kind: 'pglite' })
-    return { db, close: () => db.close() }
-  }
+/** Creates an empty database on the test server; `drop` removes it (forcing connections off). */
+export async function createPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (!testDatabaseUrl) throw new Error('DFLARE_TEST_DATABASE_URL is not set')
   const name = `dflare_t_${randomBytes(6).toString('hex')}`
   const admin = new pg.Client({ connectionString: testDatabaseUrl })
   await admin.connect()
@@ -27,16 +28,39 @@ export async function freshDatabase(): Promise<TestDatabase> {
   await admin.end()
   const url = new URL(testDatabaseUrl)
   url.pathname = `/${name}`
-  const db = await openDb({ kind: 'postgres', url: url.toString() })
   return {
-    db,
     url: url.toString(),
-    async close() {
-      await db.close()
+    async drop() {
       const c = new pg.Client({ connectionString: testDatabaseUrl })
       await c.connect()
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
       await c.end()
+    },
+  }
+}
+
+/** A fresh, empty database per call: its own PostgreSQL database, or a new in-memory PGlite. */
+export async function freshDatabase(): Promise<TestDatabase> {
+  if (!testDatabaseUrl) {
+    const dataDir = await mkdtemp(join(tmpdir(), 'dflare-pglite-'))
+    await copyPgliteTemplate(dataDir)
+    const db = await openDb({ kind: 'pglite', dataDir })
+    return {
+      db,
+      async close() {
+        await db.close()
+        await rm(dataDir, { recursive: true, force: true })
+      },
+    }
+  }
+  const created = await createPostgresDatabase()
+  const db = await openDb({ kind: 'postgres', url: created.url })
+  return {
+    db,
+    url: created.url,
+    async close() {
+      await db.close()
+      await created.drop()
     },
   }
 }

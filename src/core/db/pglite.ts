@@ -21,7 +21,7 @@ async function run<R>(
   params?: readonly SqlValue[],
 ): Promise<QueryResult<R>> {
   const res = await runner.query<R>(sql, params as unknown[] | undefined)
-  return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length }
+  return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
 }
 
 /** Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. */

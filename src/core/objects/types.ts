@@ -1,6 +1,7 @@
 /**
  * Object storage for backups and exports: a directory (embedded default) or any S3 API.
- * Keys are `/`-separated relative paths of [A-Za-z0-9._-] segments; no `..`, no leading `/`.
+ * Keys are `/`-separated relative paths of [A-Za-z0-9._-] segments; no `..`, no leading `/`,
+ * no empty segment, and no segment starting with `.` (reserved for the store's own files).
  */
 export interface PutOptions {
   contentType?: string
@@ -38,6 +39,8 @@ export interface ObjectStore {
   delete(key: string): Promise<void>
   /** Whether this store enforces retention (Object Lock enabled bucket, or directory store). */
   supportsRetention(): Promise<boolean>
+  /** Releases connections (S3 client sockets); the store is unusable afterwards. */
+  close?(): Promise<void>
 }
 
 export class ObjectLockedError extends Error {
@@ -46,4 +49,23 @@ export class ObjectLockedError extends Error {
 
 export class InvalidObjectKeyError extends Error {
   override name = 'InvalidObjectKeyError'
+}
+
+/** `put` with `ifNoneMatch` found the key already taken. */
+export class ObjectExistsError extends Error {
+  override name = 'ObjectExistsError'
+}
+
+/**
+ * `put` with `retainUntil` on a store that cannot enforce retention (an S3 bucket without
+ * Object Lock). Retention is never silently dropped: callers that accept unretained copies check
+ * `supportsRetention()` and leave `retainUntil` out themselves.
+ */
+export class RetentionUnsupportedError extends Error {
+  override name = 'RetentionUnsupportedError'
+}
+
+/** A bad DFLARE_OBJECT_STORE value; the message names the setting and is free of credentials. */
+export class ObjectStoreConfigError extends Error {
+  override name = 'ObjectStoreConfigError'
 }

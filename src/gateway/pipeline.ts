@@ -1,0 +1,324 @@
+import { createHash } from 'node:crypto'
+import type { TLSSocket } from 'node:tls'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Pdp } from '../authz/contract.ts'
+import type { Clock } from '../core/clock.ts'
+import type { Db } from '../core/db/index.ts'
+import { problems } from '../core/errors.ts'
+import type { EventSink, SecurityEvent } from '../core/events.ts'
+import { sendProblem, toProblem } from '../server/problem-handler.ts'
+import { authenticateBearer, PLATFORM_REALM, type TokenAuthority } from './authenticate.ts'
+import { authorizationRequest } from './cedar-request.ts'
+import { fingerprint, parseIdempotencyKey, remember, replayed } from './idempotency.ts'
+import type { Principal } from './principal.ts'
+import { ReplayCache } from './replay-cache.ts'
+import type { AnyApiRoute, ApiResult, CallContext, ResourceRef } from './route.ts'
+
+export const API_PREFIX = '/api/v1'
+
+export interface RateLimits {
+  perPrincipal: { max: number; windowMs: number }
+  perTenant: { max: number; windowMs: number }
+  /** Requests that fail authentication, per source IP. */
+  unauthenticated: { max: number; windowMs: number }
+}
+
+export interface GatewayDeps {
+  db: Db
+  authority: TokenAuthority
+  pdp: Pdp
+  events: EventSink
+  clock: Clock
+  tenantExists(tenant: string): Promise<boolean>
+  limits: RateLimits
+  /** Service identity from a verified mTLS client certificate (set when the PKI is enabled). */
+  identifyPeer?(socket: TLSSocket): Principal | undefined
+}
+
+interface RequestState {
+  route: AnyApiRoute
+  started: number
+  tenant: string
+  principal?: Principal
+  resource?: ResourceRef
+  decision?: { determining: string[]; reason: string }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    dflare?: RequestState
+  }
+  interface FastifyContextConfig {
+    /** Set by the gateway on every /api/v1 route; routes without it are refused at startup. */
+    dflareRoute?: AnyApiRoute
+  }
+}
+
+/** Raised when the audit log cannot record: the request fails with 503 and nothing changes. */
+class AuditUnavailable extends Error {
+  override name = 'AuditUnavailable'
+}
+
+/**
+ * Refuses, at startup, any route under /api/v1 that was not declared through the gateway (and so
+ * would bypass authentication, authorization and audit). Install before any component's routes.
+ */
+export function guardApiRoutes(app: FastifyInstance) {
+  app.addHook('onRoute', (route) => {
+    const urls = Array.isArray(route.url) ? route.url : [route.url]
+    if (
+      urls.some((u) => u === API_PREFIX || u.startsWith(`${API_PREFIX}/`)) &&
+      !route.config?.dflareRoute
+    )
+      throw new Error(
+        `route ${route.method} ${route.url} has no declared action: register it through the gateway`,
+      )
+  })
+}
+
+function actorOf(p: Principal | undefined): SecurityEvent['actor'] {
+  if (!p) return { kind: 'anonymous', id: 'anonymous' }
+  return { kind: p.kind === 'service' ? 'service' : 'user', id: p.subject, realm: p.realm }
+}
+
+/** SHA-256 of the verified TLS client certificate, for certificate-bound tokens (RFC 8705). */
+function clientCertSha256(request: FastifyRequest): Buffer | undefined {
+  const socket = request.raw.socket as TLSSocket
+  if (!socket.authorized) return undefined
+  const cert = socket.getPeerCertificate?.()
+  return cert?.raw ? createHash('sha256').update(cert.raw).digest() : undefined
+}
+
+/**
+ * The policy enforcement point. Every declared route runs: authenticate (onRequest, before the
+ * body is even parsed) → rate limits → tenant and resource resolution → PDP decision → handler
+ * (writes in one transaction with their audit event) → one audit event per request, whatever the
+ * outcome. Every error path denies; an audit failure is a 503.
+ */
+export async function registerApi(
+  app: FastifyInstance,
+  deps: GatewayDeps,
+  routes: readonly AnyApiRoute[],
+) {
+  const dpopReplay = new ReplayCache(100_000)
+
+  await app.register(
+    async (api) => {
+      await api.register(rateLimit, { global: false })
+      const principalLimit = api.createRateLimit({
+        max: deps.limits.perPrincipal.max,
+        timeWindow: deps.limits.perPrincipal.windowMs,
+        keyGenerator: (r) => `p:${r.dflare?.principal?.uid.type}:${r.dflare?.principal?.uid.id}`,
+      })
+      const tenantLimit = api.createRateLimit({
+        max: deps.limits.perTenant.max,
+        timeWindow: deps.limits.perTenant.windowMs,
+        keyGenerator: (r) => `t:${r.dflare?.tenant}`,
+      })
+      const anonymousLimit = api.createRateLimit({
+        max: deps.limits.unauthenticated.max,
+        timeWindow: deps.limits.unauthenticated.windowMs,
+        keyGenerator: (r) => `ip:${r.ip}`,
+      })
+
+      const record = async (
+        request: FastifyRequest,
+        event: Omit<
+          SecurityEvent,
+          'type' | 'tenant' | 'actor' | 'correlationId' | 'sourceIp' | 'userAgent'
+        >,
+        status: number,
+        tx?: Parameters<EventSink['record']>[1],
+      ) => {
+        const s = request.dflare!
+        try {
+          await deps.events.record(
+            {
+              type: 'api.request',
+              tenant: s.tenant,
+              actor: actorOf(s.principal),
+              correlationId: request.id,
+              sourceIp: request.ip,
+              userAgent: request.headers['user-agent']?.slice(0, 256),
+              ...event,
+              details: {
+                method: request.method,
+                route: `${API_PREFIX}${s.route.url}`,
+                status,
+                latencyMs: Math.round((performance.now() - s.started) * 100) / 100,
+                ...(s.decision ? { policies: s.decision.determining } : {}),
+                ...event.details,
+              },
+            },
+            tx,
+          )
+        } catch (err) {
+          request.log.error({ err }, 'audit write failed')
+          throw new AuditUnavailable('audit unavailable')
+        }
+      }
+
+      // Every failure (401, 403, 404, 400, 429, 5xx) is audited before the problem is sent.
+      api.setErrorHandler(async (err, request, reply) => {
+        let problem =
+          err instanceof AuditUnavailable
+            ? problems.unavailable('The audit log is unavailable')
+            : toProblem(err)
+        const s = request.dflare
+        if (s && !(err instanceof AuditUnavailable)) {
+          try {
+            await record(
+              request,
+              {
+                action: s.route.action,
+                resource: s.resource
+                  ? { type: s.resource.uid.type, id: s.resource.uid.id }
+                  : undefined,
+                outcome:
+                  problem.status === 403 ? 'denied' : problem.status >= 500 ? 'error' : 'failure',
+                reason: problem.status === 403 ? 'policy_denied' : problem.type.split('/').pop(),
+              },
+              problem.status,
+            )
+          } catch {
+            problem = problems.unavailable('The audit log is unavailable')
+          }
+        }
+        if (problem.status >= 500) request.log.error({ err }, 'api request failed')
+        return sendProblem(request, reply, problem)
+      })
+
+      for (const route of routes) {
+        const write = route.write ?? route.method !== 'GET'
+        api.route({
+          method: route.method,
+          url: route.url,
+          schema: {
+            summary: route.summary,
+            tags: route.tags,
+            security: [{ bearer: [] }],
+            ...route.schema,
+          },
+          config: { dflareRoute: route },
+          onRequest: async (request) => {
+            const tenant = (request.params as { tenant?: string }).tenant ?? PLATFORM_REALM
+            request.dflare = { route, started: performance.now(), tenant }
+            const now = Math.floor(deps.clock.now().getTime() / 1000)
+            try {
+              request.dflare.principal =
+                deps.identifyPeer?.(request.raw.socket as TLSSocket) ??
+                (await authenticateBearer(
+                  deps.authority,
+                  request.headers.authorization,
+                  tenant,
+                  {
+                    method: request.method,
+                    url: `${request.protocol}://${request.host}${request.url.split('?')[0]}`,
+                    dpop:
+                      typeof request.headers.dpop === 'string' ? request.headers.dpop : undefined,
+                    clientCertSha256: clientCertSha256(request),
+                    remember: (jti, exp) => dpopReplay.add(jti, exp),
+                    now,
+                  },
+                  now,
+                ))
+            } catch (err) {
+              const verdict = await anonymousLimit(request)
+              if (!verdict.isAllowed) throw problems.tooManyRequests(Math.ceil(verdict.ttl / 1000))
+              throw err
+            }
+          },
+          preHandler: async (request) => {
+            const s = request.dflare!
+            const principal = s.principal!
+            for (const limit of [principalLimit, tenantLimit]) {
+              const verdict = await limit(request)
+              if (!verdict.isAllowed)
+                throw problems.tooManyRequests(Math.max(1, Math.ceil(verdict.ttl / 1000)))
+            }
+            // A tenant principal never learns whether another tenant or its resources exist.
+            if (principal.realm !== PLATFORM_REALM && principal.realm !== s.tenant)
+              throw problems.notFound()
+            if (!(await deps.tenantExists(s.tenant))) throw problems.notFound()
+            const found = await route.resource({
+              params: request.params,
+              query: request.query,
+              body: request.body,
+              tenant: s.tenant,
+              principal,
+            })
+            if (!found || found.tenant !== s.tenant) throw problems.notFound()
+            s.resource = found
+            const decision = await deps.pdp.decide(
+              authorizationRequest(principal, route.action, found, request.ip),
+            )
+            s.decision = decision
+            if (decision.decision !== 'allow')
+              throw problems.forbidden(decision.reason, { policies: decision.determining })
+          },
+          handler: async (request, reply) => {
+            const s = request.dflare!
+            const call: CallContext = {
+              actor: actorOf(s.principal),
+              correlationId: request.id,
+              sourceIp: request.ip,
+              userAgent: request.headers['user-agent'],
+            }
+            const base = {
+              request,
+              params: request.params,
+              query: request.query,
+              body: request.body,
+              principal: s.principal!,
+              tenant: s.tenant,
+              resource: s.resource!,
+              call,
+            }
+            const audited = (result: ApiResult, status: number) => ({
+              action: route.action,
+              resource: result.auditResource ?? {
+                type: s.resource!.uid.type,
+                id: s.resource!.uid.id,
+              },
+              outcome: 'success' as const,
+              details: result.audit,
+            })
+            let result: ApiResult
+            if (!write) {
+              result = await route.handler({ ...base, tx: undefined })
+              await record(request, audited(result, result.status ?? 200), result.status ?? 200)
+            } else {
+              const key = parseIdempotencyKey(request.headers['idempotency-key'])
+              result = await deps.db.transaction(async (tx) => {
+                const scope = key && {
+                  tenant: s.tenant,
+                  principal: `${s.principal!.uid.type}:${s.principal!.uid.id}`,
+                  key,
+                  fingerprint: fingerprint(request.method, request.url, request.body),
+                }
+                const previous = scope ? await replayed(tx, scope) : undefined
+                const r: ApiResult = previous
+                  ? {
+                      status: previous.status,
+                      body: previous.body,
+                      headers: { 'idempotent-replayed': 'true' },
+                      audit: { idempotentReplay: true },
+                    }
+                  : await route.handler({ ...base, tx })
+                const status = r.status ?? 200
+                await record(request, audited(r, status), status, tx)
+                if (scope && !previous) await remember(tx, scope, { status, body: r.body })
+                return r
+              })
+            }
+            for (const [k, v] of Object.entries(result.headers ?? {})) reply.header(k, v)
+            reply.code(result.status ?? 200)
+            return result.status === 204 ? reply.send() : reply.send(result.body ?? null)
+          },
+        })
+      }
+    },
+    { prefix: API_PREFIX },
+  )
+}

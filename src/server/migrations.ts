@@ -1,0 +1,5 @@
+import type { MigrationSet } from '../core/db/index.ts'
+import { coreMigrations } from '../core/migrations.ts'
+
+/** Every module's migrations, in dependency order (core first). */
+export const allMigrations: readonly MigrationSet[] = [coreMigrations]

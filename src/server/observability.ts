@@ -1,0 +1,77 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Registry } from 'prom-client'
+import {
+  isCorrelationId,
+  newCorrelationId,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+} from '../core/correlation.ts'
+import { httpMetrics } from '../core/metrics.ts'
+
+export interface RequestTrace {
+  traceId: string
+  /** This server's span for the request. */
+  spanId: string
+  /** The caller's span, when a valid traceparent came in. */
+  parentId?: string
+  flags: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    trace: RequestTrace
+  }
+}
+
+/** Fastify `genReqId`: the request id *is* the correlation id (inbound when well-formed). */
+export function correlationIdOf(req: { headers: Record<string, unknown> }): string {
+  const inbound = req.headers['x-correlation-id']
+  return isCorrelationId(inbound) ? inbound : newCorrelationId()
+}
+
+/** `traceparent` for calls this request makes to other services. */
+export function outboundTraceparent(request: FastifyRequest): string {
+  const t = request.trace
+  return `00-${t.traceId}-${newSpanId()}-${t.flags}`
+}
+
+/** Correlation id echo, trace context on every log line, request metrics and a completion log. */
+export function installObservability(app: FastifyInstance, registry: Registry) {
+  const metrics = httpMetrics(registry)
+  app.decorateRequest('trace', null as unknown as RequestTrace)
+
+  app.addHook('onRequest', async (request, reply) => {
+    const parent = parseTraceparent(request.headers.traceparent)
+    request.trace = {
+      traceId: parent?.traceId ?? newTraceId(),
+      spanId: newSpanId(),
+      parentId: parent?.parentId,
+      flags: parent?.flags ?? '00',
+    }
+    request.log = request.log.child({
+      traceId: request.trace.traceId,
+      spanId: request.trace.spanId,
+    })
+    reply.header('x-correlation-id', request.id)
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const labels = { method: request.method, route, status: String(reply.statusCode) }
+    const seconds = reply.elapsedTime / 1000
+    metrics.requests.inc(labels)
+    metrics.duration.observe(labels, seconds)
+    // The path only: query strings can carry codes and tokens.
+    request.log.info(
+      {
+        method: request.method,
+        route,
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: reply.elapsedTime,
+      },
+      'request completed',
+    )
+  })
+}

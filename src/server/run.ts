@@ -1,0 +1,48 @@
+import type { Logger } from 'pino'
+import { createControlPlane } from './compose.ts'
+import type { Config } from './config.ts'
+
+/**
+ * Runs the control plane until SIGTERM/SIGINT, then shuts down gracefully: stop accepting,
+ * let in-flight requests finish (up to the grace period), stop components, close the database.
+ */
+export async function runUntilSignal(config: Config, log: Logger): Promise<void> {
+  const started = performance.now()
+  const plane = await createControlPlane(config, log)
+  const url = await plane.listen()
+  ;(globalThis as { dflareKeepAlive?: boolean }).dflareKeepAlive = true
+  log.info(
+    {
+      url: url.toString(),
+      home: config.core.home,
+      database: plane.runtime.db.engine,
+      objectStore: plane.runtime.objects.location,
+      caCert: plane.caPath,
+      startupMs: Math.round(performance.now() - started),
+      rssMiB: Math.round(process.memoryUsage().rss / 1048576),
+    },
+    'dflare is up',
+  )
+
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    const force = setTimeout(() => {
+      log.error('shutdown grace period exceeded; exiting')
+      process.exit(1)
+    }, config.server.shutdownGrace + 5_000)
+    force.unref()
+    try {
+      await plane.close()
+      log.info('stopped')
+      process.exit(0)
+    } catch (err) {
+      log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    }
+  }
+  process.once('SIGTERM', () => void stop('SIGTERM'))
+  process.once('SIGINT', () => void stop('SIGINT'))
+}

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { LISTENER_LOST, MigrationError, migrate, openDb } from '../../../src/core/db/index.ts'
+import { coreMigrations } from '../../../src/core/migrations.ts'
+import {
+  createPostgresDatabase,
+  freshDatabase,
+  migratedDatabase,
+  type TestDatabase,
+  testEngine,
+} from '../../support/db.ts'
+
+async function migrationDir(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'dflare-mig-'))
+  for (const [name, sql] of Object.entries(files)) await writeFile(join(dir, name), sql)
+  return dir
+}
+
+describe(`core/db on ${testEngine}`, () => {
+  let t: TestDatabase
+  before(async () => {
+    t = await migratedDatabase()
+  })
+  after(() => t.close())
+
+  it('returns int8 as number, bytea as Buffer, jsonb parsed, timestamptz as Date', async () => {
+    const { rows } = await t.db.query<{ a: number; b: Buffer; c: unknown; d: Date }>(
+      "SELECT 9007199254740991::int8 AS a, '\\x0102'::bytea AS b, '{\"k\":[1]}'::jsonb AS c, now() AS d",
+    )
+    assert.equal(rows[0]!.a, Number.MAX_SAFE_INTEGER)
+    assert.deepEqual([...rows[0]!.b], [1, 2])
+    assert.deepEqual(rows[0]!.c, { k: [1] })
+    assert.ok(rows[0]!.d instanceof Date)
+  })
+
+  it('commits a transaction that resolves and rolls back one that throws', async () => {
+    await t.db.query('CREATE TABLE tx_probe (v int)')
+    await t.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO tx_probe VALUES (1)')
+    })
+    await assert.rejects(
+      t.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO tx_probe VALUES (2)')
+        throw new Error('boom')
+      }),
+      /boom/,
+    )
+    const { rows } = await t.db.query<{ v: number }>('SELECT v FROM tx_probe ORDER BY v')
+    assert.deepEqual(
+      rows.map((r) => r.v),
+      [1],
+    )
+  })
+
+  it('row-level security hides other tenants rows from the restricted role', async () => {
+    await t.db.transaction(async (tx) => {
+      await tx.exec(`
+        CREATE TABLE rls_probe (tenant text NOT NULL, secret text NOT NULL);
+        ALTER TABLE rls_probe ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_rows ON rls_probe USING (tenant = core.current_tenant())
+          WITH CHECK (tenant = core.current_tenant());
+        GRANT SELECT, INSERT ON rls_probe TO dflare_app;
+        INSERT INTO rls_probe VALUES ('acme', 'acme-data'), ('globex', 'globex-data');
+      `)
+    })
+    const asTenant = (tenant: string | undefined) =>
+      t.db.transaction(
+        async (tx) =>
+          (await tx.query<{ secret: string }>('SELECT secret FROM rls_probe ORDER BY 1')).rows.map(
+            (r) => r.secret,
+          ),
+        { role: 'dflare_app', settings: tenant ? { 'dflare.tenant': tenant } : {} },
+      )
+    assert.deepEqual(await asTenant('acme'), ['acme-data'])
+    assert.deepEqual(await asTenant('globex'), ['globex-data'])
+    assert.deepEqual(await asTenant(undefined), [], 'no tenant set: nothing visible (fail closed)')
+    // Writing a row for another tenant is refused by the WITH CHECK clause.
+    await assert.rejects(
+      t.db.transaction(
+        async (tx) => tx.query("INSERT INTO rls_probe VALUES ('globex', 'forged')"),
+        {
+          role: 'dflare_app',
+          settings: { 'dflare.tenant': 'acme' },
+        },
+      ),
+      /row-level security/,
+    )
+    // The owner still sees everything: RLS applies to the restricted role.
+    const all = await t.db.query('SELECT * FROM rls_probe')
+    assert.equal(all.rowCount, 2)
+  })
+
+  it('the restricted role has no access to tables it was not granted', async () => {
+    await t.db.query('CREATE TABLE private_probe (v int)')
+    await assert.rejects(
+      t.db.transaction(async (tx) => tx.query('SELECT * FROM private_probe'), {
+        role: 'dflare_app',
+      }),
+      /permission denied/,
+    )
+  })
+
+  it('refuses role names that are not plain identifiers', async () => {
+    await assert.rejects(
+      t.db.transaction(async () => {}, { role: 'x; DROP TABLE y' }),
+      /invalid role/,
+    )
+  })
+
+  it('delivers NOTIFY to listeners, including notifications sent inside a committed transaction', async () => {
+    const got: string[] = []
+    const unsubscribe = await t.db.listen('probe_channel', (p) => got.push(p))
+    await t.db.notify('probe_channel', 'one')
+    await t.db.transaction(async (tx) => {
+      await tx.query("SELECT pg_notify('probe_channel', 'two')")
+    })
+    await assert.rejects(
+      t.db.transaction(async (tx) => {
+        await tx.query("SELECT pg_notify('probe_channel', 'rolled-back')")
+        throw new Error('abort')
+      }),
+    )
+    for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20))
+    await unsubscribe()
+    assert.deepEqual(got, ['one', 'two'])
+    assert.notEqual(got[0], LISTENER_LOST)
+  })
+})
+
+describe(`migrations on ${testEngine}`, () => {
+  it('applies each migration once, in order, and records it', async () => {
+    const t = await freshDatabase()
+    try {
+      const dir = await migrationDir({
+        '0001_first.sql': 'CREATE SCHEMA probe; CREATE TABLE probe.a (v int);',
+        '0002_second.sql': 'INSERT INTO probe.a VALUES (1);',
+      })
+      const first = await migrate(t.db, [coreMigrations, { module: 'probe', dir }])
+      assert.deepEqual(
+        first.map((m) => `${m.module}/${m.version}`),
+        ['core/1', 'probe/1', 'probe/2'],
+      )
+      const second = await migrate(t.db, [coreMigrations, { module: 'probe', dir }])
+      assert.equal(second.length, 0)
+      assert.equal((await t.db.query('SELECT * FROM probe.a')).rowCount, 1)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('refuses a migration edited after it was applied, and broken numbering', async () => {
+    const t = await freshDatabase()
+    try {
+      const dir = await migrationDir({ '0001_first.sql': 'CREATE TABLE m1 (v int);' })
+      await migrate(t.db, [{ module: 'probe', dir }])
+      await writeFile(join(dir, '0001_first.sql'), 'CREATE TABLE m1 (v bigint);')
+      await assert.rejects(migrate(t.db, [{ module: 'probe', dir }]), MigrationError)
+      const gap = await migrationDir({ '0001_a.sql': 'SELECT 1;', '0003_c.sql': 'SELECT 1;' })
+      await assert.rejects(migrate(t.db, [{ module: 'gap', dir: gap }]), /numbering/)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('a failing migration leaves nothing applied', async () => {
+    const t = await freshDatabase()
+    try {
+      const dir = await migrationDir({
+        '0001_ok.sql': 'CREATE TABLE half (v int);',
+        '0002_bad.sql': 'CREATE TABLE broken (v nosuchtype);',
+      })
+      await assert.rejects(migrate(t.db, [coreMigrations, { module: 'probe', dir }]))
+      const { rows } = await t.db.query<{ t: string | null }>(
+        "SELECT to_regclass('half')::text AS t",
+      )
+      assert.equal(rows[0]!.t, null)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('two concurrent starters against the same PostgreSQL apply migrations exactly once', {
+    skip: testEngine !== 'postgres' && 'needs DFLARE_TEST_DATABASE_URL',
+  }, async () => {
+    const created = await createPostgresDatabase()
+    // Not idempotent on purpose: applying it twice would fail or double the row.
+    const dir = await migrationDir({
+      '0001_table.sql': 'CREATE TABLE once (v int);',
+      '0002_row.sql': 'SELECT pg_sleep(0.2); INSERT INTO once VALUES (1);',
+    })
+    const starters = await Promise.all(
+      [1, 2, 3].map(() => openDb({ kind: 'postgres', url: created.url })),
+    )
+    try {
+      const results = await Promise.all(
+        starters.map((db) => migrate(db, [coreMigrations, { module: 'probe', dir }])),
+      )
+      const applied = results.map((r) => r.length).sort()
+      assert.deepEqual(applied, [0, 0, 3], 'exactly one starter applied the three migrations')
+      const { rows } = await starters[0]!.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM once',
+      )
+      assert.equal(rows[0]!.n, 1)
+      const recorded = await starters[0]!.query(
+        "SELECT * FROM core.migrations WHERE module = 'probe'",
+      )
+      assert.equal(recorded.rowCount, 2)
+    } finally {
+      for (const db of starters) await db.close()
+      await created.drop()
+    }
+  })
+})
