@@ -29,7 +29,7 @@ export const localOperatorPdp: Pdp = {
       r.principal.type === LOCAL_OPERATOR.principal.type &&
       r.principal.id === LOCAL_OPERATOR.principal.id &&
       r.action.type === 'Dflare::Action' &&
-      r.action.id.startsWith('isolation:')
+      r.action.id.startsWith('tenantspec.')
     return {
       decision: ok ? 'allow' : 'deny',
       determining: ok ? ['local-operator'] : [],

@@ -1,5 +1,5 @@
 import canonicalize from 'canonicalize'
-import type { EntityUid, Pdp } from '../authz/contract.ts'
+import type { EntityRecord, EntityUid, Pdp } from '../authz/contract.ts'
 import type { Clock } from '../core/clock.ts'
 import type { Values } from '../core/config/index.ts'
 import type { Db, Transaction } from '../core/db/index.ts'
@@ -29,6 +29,29 @@ export interface Caller {
   realm: string
   actor: Actor
   correlationId?: string
+  /** Cedar request context from the gateway (amr, auth_time, ip, token scope); apply and destroy need MFA. */
+  context?: Record<string, unknown>
+}
+
+/** The Cedar action (schema in src/authz/schema.ts) each operation is authorized as. */
+const CEDAR_ACTION = {
+  // Storing a spec decides what the next apply does: it needs the apply permission.
+  PutTenantSpec: 'tenantspec.apply',
+  ReadTenantSpec: 'tenantspec.read',
+  PlanTenant: 'tenantspec.plan',
+  ApplyTenant: 'tenantspec.apply',
+  DestroyTenant: 'tenantspec.destroy',
+  VerifyIsolation: 'tenantspec.read',
+} as const
+
+/** The tenant's spec as a Cedar resource (in its Tenant); verify reads the platform-wide view. */
+function specEntity(tenant: string): EntityRecord {
+  return {
+    uid: { type: 'Dflare::TenantSpec', id: `${tenant}/spec` },
+    tenant,
+    attrs: { tenant, name: tenant === 'platform' ? 'all-tenants' : 'spec' },
+    parents: [{ type: 'Dflare::Tenant', id: tenant }],
+  }
 }
 
 export interface IsolationDeps {
@@ -70,13 +93,7 @@ export interface SpecRecord {
   createdAt: Date
 }
 
-type Action =
-  | 'PutTenantSpec'
-  | 'ReadTenantSpec'
-  | 'PlanTenant'
-  | 'ApplyTenant'
-  | 'DestroyTenant'
-  | 'VerifyIsolation'
+type Action = keyof typeof CEDAR_ACTION
 
 class DryRun extends Error {
   readonly value: unknown
@@ -556,13 +573,13 @@ export class IsolationService {
     let allowed = false
     if (caller.realm === 'platform') {
       try {
+        const resource = specEntity(tenant ?? 'platform')
         const d = await this.#d.pdp.decide({
           principal: caller.principal,
-          action: { type: 'Dflare::Action', id: `isolation:${action}` },
-          resource: tenant
-            ? { type: 'Dflare::Tenant', id: tenant }
-            : { type: 'Dflare::Platform', id: 'platform' },
-          context: {},
+          action: { type: 'Dflare::Action', id: CEDAR_ACTION[action] },
+          resource: resource.uid,
+          context: caller.context ?? {},
+          entities: [resource],
         })
         allowed = d.decision === 'allow'
         reason = d.reason
@@ -597,8 +614,8 @@ export class IsolationService {
         type,
         tenant: 'platform',
         actor: caller.actor,
-        action: `isolation:${action}`,
-        resource: { type: 'IsolationTenant', id: tenant },
+        action: CEDAR_ACTION[action],
+        resource: { type: 'TenantSpec', id: tenant },
         outcome,
         correlationId: caller.correlationId,
         details,

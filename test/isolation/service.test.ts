@@ -157,7 +157,7 @@ describe('isolation service', () => {
     }
     await assert.rejects(h.service.apply(tenantAdmin, 'acme'), (e: Problem) => e.status === 403)
     await assert.rejects(h.service.verify(tenantAdmin), (e: Problem) => e.status === 403)
-    h.pdp.allow = (r) => r.action.id !== 'isolation:DestroyTenant'
+    h.pdp.allow = (r) => r.action.id !== 'tenantspec.destroy'
     await assert.rejects(h.service.destroy(operator, 'acme'), (e: Problem) => e.status === 403)
     h.pdp.allow = () => {
       throw new Error('pdp down')
@@ -165,8 +165,9 @@ describe('isolation service', () => {
     await assert.rejects(h.service.plan(operator, 'acme'), (e: Problem) => e.status === 403)
     h.pdp.allow = () => true
     assert.ok(h.events.events.filter((e) => e.outcome === 'denied').length >= 4)
-    const req = h.pdp.requests.find((r) => r.action.id === 'isolation:ApplyTenant')!
-    assert.deepEqual(req.resource, { type: 'Dflare::Tenant', id: 'acme' })
+    const req = h.pdp.requests.find((r) => r.action.id === 'tenantspec.apply')!
+    assert.deepEqual(req.resource, { type: 'Dflare::TenantSpec', id: 'acme/spec' })
+    assert.deepEqual(req.entities![0]!.parents, [{ type: 'Dflare::Tenant', id: 'acme' }])
   })
 
   test('when the audit event cannot be recorded, nothing changes (fail closed)', async () => {
