@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
 import { registerConfig } from './commands/config.ts'
+import { registerIsolation } from './commands/isolation.ts'
+import { registerTenant } from './commands/tenant.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
 import { CliError, EXIT } from './exit.ts'
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
   registerUp(program)
   registerVersion(program)
   registerConfig(program)
+  registerTenant(program)
+  registerIsolation(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {
     cmd.exitOverride()

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AuthorizationRequest, Decision, Pdp } from '../authz/contract.ts'
 import { systemClock } from '../core/clock.ts'
@@ -5,10 +6,9 @@ import { ConfigError } from '../core/config/index.ts'
 import { type Db, migrate, openDb } from '../core/db/index.ts'
 import { Problem } from '../core/errors.ts'
 import type { EventSink } from '../core/events.ts'
-import { coreMigrations } from '../core/migrations.ts'
 import { loadDflareConfig } from '../server/config.ts'
+import { allMigrations } from '../server/migrations.ts'
 import { createDrivers } from './drivers/index.ts'
-import { isolationMigrations } from './migrations.ts'
 import { type Caller, IsolationService } from './service.ts'
 
 /** The operator at this machine's shell: whoever can open the local database. */
@@ -51,11 +51,16 @@ export async function openLocalIsolation(
   deps: LocalDeps = {},
 ): Promise<{ service: IsolationService; db: Db }> {
   const { config } = loadDflareConfig()
-  const db = config.core.databaseUrl
-    ? await openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
-    : await openDb({ kind: 'pglite', dataDir: join(config.core.home, 'data') })
+  let db: Db
+  if (config.core.databaseUrl)
+    db = await openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
+  else {
+    const dataDir = join(config.core.home, 'data')
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    db = await openDb({ kind: 'pglite', dataDir })
+  }
   try {
-    await migrate(db, [coreMigrations, isolationMigrations])
+    await migrate(db, allMigrations)
   } catch (err) {
     await db.close()
     throw err

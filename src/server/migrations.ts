@@ -1,5 +1,6 @@
 import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
+import { isolationMigrations } from '../isolation/migrations.ts'
 
 /** Every module's migrations, in dependency order (core first). */
-export const allMigrations: readonly MigrationSet[] = [coreMigrations]
+export const allMigrations: readonly MigrationSet[] = [coreMigrations, isolationMigrations]

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { SingleBar } from 'cli-progress'
 import type { Command } from 'commander'
+import { problems } from '../../core/errors.ts'
 import {
   LOCAL_OPERATOR,
   type LocalDeps,
@@ -40,9 +41,15 @@ export function formatPlan(plan: Plan): string {
 
 async function specText(file?: string) {
   if (!file) return undefined
-  return file === '-'
-    ? await new Response(process.stdin as never).text()
-    : await readFile(file, 'utf8')
+  try {
+    return file === '-'
+      ? await new Response(process.stdin as never).text()
+      : await readFile(file, 'utf8')
+  } catch (err) {
+    throw problems.badRequest(
+      `--spec: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    )
+  }
 }
 
 function progressBar(json: boolean) {
