@@ -56,6 +56,8 @@ async function runOn(engine: string, db: Db, n: number) {
     artifacts: dir,
     kubeconfig: undefined,
     sacctmgr: undefined,
+    ufmUrl: undefined,
+    ufmCredentials: undefined,
     applyLease: 120_000,
   }
   const service = new IsolationService({

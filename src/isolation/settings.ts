@@ -1,5 +1,10 @@
 import { resolve } from 'node:path'
-import { defineSettings, parse, type ResolvedSoFar } from '../core/config/index.ts'
+import {
+  defineSettings,
+  parse,
+  type ResolvedSoFar,
+  SettingValueError,
+} from '../core/config/index.ts'
 import { DEFAULT_POOLS, type PoolConfig, parsePools } from './pools.ts'
 
 export const isolationSettings = defineSettings({
@@ -54,6 +59,30 @@ export const isolationSettings = defineSettings({
     default: undefined as string | undefined,
     defaultDoc: '(artifacts only)',
     parse: (raw: unknown) => parse.optionalString()(raw) && parse.path()(raw),
+  },
+  ufmUrl: {
+    env: 'DFLARE_ISOLATION_UFM_URL',
+    key: 'isolation.ufm.url',
+    doc: 'NVIDIA UFM base URL; when set (with credentials), InfiniBand partitions are applied through its REST API.',
+    allowed: 'https://HOST[:PORT], or empty for artifacts only',
+    default: undefined as URL | undefined,
+    defaultDoc: '(artifacts only)',
+    parse: parse.optionalUrl(['https:']),
+  },
+  ufmCredentials: {
+    env: 'DFLARE_ISOLATION_UFM_CREDENTIALS',
+    key: 'isolation.ufm.credentials',
+    doc: 'UFM REST user and password as USER:PASSWORD (HTTP Basic).',
+    allowed: 'USER:PASSWORD',
+    default: undefined as string | undefined,
+    defaultDoc: '(none)',
+    parse: (raw: unknown) => {
+      const v = parse.optionalString()(raw)
+      if (v !== undefined && !/^[^:\s]+:\S+$/.test(v))
+        throw new SettingValueError('must be USER:PASSWORD')
+      return v
+    },
+    secret: true,
   },
   applyLease: {
     env: 'DFLARE_ISOLATION_APPLY_LEASE',

@@ -60,6 +60,8 @@ export async function harness(
     artifacts: dir,
     kubeconfig: undefined,
     sacctmgr: undefined,
+    ufmUrl: undefined,
+    ufmCredentials: undefined,
     applyLease: 60_000,
   }
   const service = new IsolationService({
