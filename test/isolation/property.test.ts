@@ -75,7 +75,7 @@ describe('isolation invariant under random concurrent operations', () => {
           maxLength: 12,
         }),
         async (steps) => {
-          for (const [ops, advance] of steps) {
+          for (const [n, [ops, advance]] of steps.entries()) {
             batches++
             const results = await Promise.allSettled(
               ops.map((op) => {
@@ -116,8 +116,11 @@ describe('isolation invariant under random concurrent operations', () => {
               })
             }
             // Values no longer listed were purged after their quarantine: the next owner may take them.
-            const report = await h.service.verify(operator)
-            assert.deepEqual(report.violations, [], JSON.stringify(report.violations.slice(0, 5)))
+            // The full cross-tenant check (all artifacts read back) every few batches and at the end.
+            if (n % 3 === 2 || n === steps.length - 1) {
+              const report = await h.service.verify(operator)
+              assert.deepEqual(report.violations, [], JSON.stringify(report.violations.slice(0, 5)))
+            }
             h.clock.advance(advance)
           }
         },
