@@ -1,12 +1,15 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import pino from 'pino'
 import type { AuthorizationRequest, Decision, Pdp } from '../authz/contract.ts'
 import { systemClock } from '../core/clock.ts'
 import { ConfigError } from '../core/config/index.ts'
 import { type Db, migrate, openDb } from '../core/db/index.ts'
 import { Problem } from '../core/errors.ts'
 import type { EventSink } from '../core/events.ts'
+import { createLogger } from '../core/log.ts'
 import { loadDflareConfig } from '../server/config.ts'
+import { LogEventSink } from '../server/event-log-sink.ts'
 import { allMigrations } from '../server/migrations.ts'
 import { createDrivers } from './drivers/index.ts'
 import { type Caller, IsolationService } from './service.ts'
@@ -68,12 +71,12 @@ export async function openLocalIsolation(
   const service = new IsolationService({
     db,
     clock: systemClock,
-    // Until the audit component is wired here, events go to standard error as JSON lines.
-    events: deps.events ?? {
-      async record(e) {
-        process.stderr.write(`${JSON.stringify({ event: e })}\n`)
-      },
-    },
+    // Until the audit component is wired here, events go to the JSON log on standard error.
+    events:
+      deps.events ??
+      new LogEventSink(
+        createLogger({ level: config.core.logLevel, name: 'dflare-cli' }, pino.destination(2)),
+      ),
     pdp: deps.pdp ?? localOperatorPdp,
     realmExists:
       deps.realmExists ??
