@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
+import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerIsolation } from './commands/isolation.ts'
 import { registerTenant } from './commands/tenant.ts'
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerUp(program)
   registerVersion(program)
   registerConfig(program)
+  registerAuthz(program)
   registerTenant(program)
   registerIsolation(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.

@@ -37,6 +37,17 @@ export const REDACTED_PATHS = [
   'res.headers["set-cookie"]',
 ]
 
+/**
+ * Errors keep their type, message, code and stack; database errors lose their bound parameters
+ * and `detail` (which quotes row values, e.g. "Key (email)=(…) already exists").
+ */
+export function safeError(err: unknown): Record<string, unknown> {
+  const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>
+  for (const field of ['params', 'parameters', 'detail', 'where', 'internalQuery'])
+    delete out[field]
+  return out
+}
+
 export function createLogger(
   options: { level?: string; name?: string } = {},
   destination?: DestinationStream,
@@ -49,6 +60,7 @@ export function createLogger(
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' },
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: safeError },
     },
     destination,
   )

@@ -35,7 +35,7 @@ export async function replayed(
 ): Promise<StoredResponse | undefined> {
   // Serialises concurrent requests with the same key: the second waits, then replays.
   await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
-    `${scope.tenant}\u0000${scope.principal}\u0000${scope.key}`,
+    JSON.stringify([scope.tenant, scope.principal, scope.key]),
   ])
   const { rows } = await tx.query<{ fingerprint: string; status: number; body: unknown }>(
     `SELECT fingerprint, status, body FROM gateway.idempotency_keys

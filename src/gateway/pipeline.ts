@@ -224,8 +224,10 @@ export async function registerApi(
                   now,
                 ))
             } catch (err) {
+              // `isAllowed` only means allow-listed; `isExceeded` is the verdict.
               const verdict = await anonymousLimit(request)
-              if (!verdict.isAllowed) throw problems.tooManyRequests(Math.ceil(verdict.ttl / 1000))
+              if (!verdict.isAllowed && verdict.isExceeded)
+                throw problems.tooManyRequests(Math.max(1, verdict.ttlInSeconds))
               throw err
             }
           },
@@ -234,8 +236,8 @@ export async function registerApi(
             const principal = s.principal!
             for (const limit of [principalLimit, tenantLimit]) {
               const verdict = await limit(request)
-              if (!verdict.isAllowed)
-                throw problems.tooManyRequests(Math.max(1, Math.ceil(verdict.ttl / 1000)))
+              if (!verdict.isAllowed && verdict.isExceeded)
+                throw problems.tooManyRequests(Math.max(1, verdict.ttlInSeconds))
             }
             // A tenant principal never learns whether another tenant or its resources exist.
             if (principal.realm !== PLATFORM_REALM && principal.realm !== s.tenant)

@@ -1,5 +1,7 @@
+import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
+import { gatewaySettings } from '../gateway/settings.ts'
 import { isolationSettings } from '../isolation/settings.ts'
 import { serverSettings } from './settings.ts'
 
@@ -7,6 +9,8 @@ import { serverSettings } from './settings.ts'
 export const allSettings = {
   core: coreSettings,
   server: serverSettings,
+  authz: authzSettings,
+  gateway: gatewaySettings,
   isolation: isolationSettings,
 } as const
 

@@ -1,6 +1,15 @@
+import { apiMigrations } from '../api/migrations.ts'
+import { authzMigrations } from '../authz/migrations.ts'
 import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
+import { gatewayMigrations } from '../gateway/migrations.ts'
 import { isolationMigrations } from '../isolation/migrations.ts'
 
 /** Every module's migrations, in dependency order (core first). */
-export const allMigrations: readonly MigrationSet[] = [coreMigrations, isolationMigrations]
+export const allMigrations: readonly MigrationSet[] = [
+  coreMigrations,
+  authzMigrations,
+  gatewayMigrations,
+  apiMigrations,
+  isolationMigrations,
+]

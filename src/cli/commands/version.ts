@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs'
 import type { Command } from 'commander'
+import { VERSION } from '../../core/version.ts'
 import { printJson } from '../exit.ts'
 
-export const VERSION: string = JSON.parse(
-  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-).version
+export { VERSION }
 
 export function registerVersion(program: Command) {
   program
