@@ -45,7 +45,7 @@ const CEDAR_ACTION = {
 } as const
 
 /** The tenant's spec as a Cedar resource (in its Tenant); verify reads the platform-wide view. */
-function specEntity(tenant: string): EntityRecord {
+export function specEntity(tenant: string): EntityRecord {
   return {
     uid: { type: 'Dflare::TenantSpec', id: `${tenant}/spec` },
     tenant,
