@@ -85,7 +85,7 @@ export class Allocator {
     )
   }
 
-  /** The tenant's number for `purpose`: kept if it has one, else the lowest free value. */
+  /** The tenant's number for `purpose`: kept if it has one, else a free value (see below). */
   async number(
     tx: Transaction,
     a: { fabric: string; pool: PoolName; tenant: string; purpose: string; now: Date },
@@ -108,23 +108,37 @@ export class Allocator {
       )
       return mine.value
     }
-    // Lowest free value (the range start or one past an allocated value), taken in one statement.
-    const free = await tx.query<{ value: number }>(
-      `INSERT INTO isolation.allocations (fabric, pool, value, tenant, purpose, state, allocated_at)
-       SELECT $1, $2, c.v, $5, $6, 'active', $7 FROM (
-         SELECT $3::bigint AS v
-         UNION ALL
-         SELECT value + 1 FROM isolation.allocations
-         WHERE fabric = $1 AND pool = $2 AND value >= $3 AND value < $4
-       ) c
-       WHERE NOT EXISTS (
-         SELECT 1 FROM isolation.allocations x WHERE x.fabric = $1 AND x.pool = $2 AND x.value = c.v)
-       ORDER BY c.v LIMIT 1
-       RETURNING value`,
-      [a.fabric, a.pool, lo, hi, a.tenant, a.purpose, a.now],
+    // Values go out in increasing order (one past the highest in the range, found through the
+    // primary key); only once the top is reached are gaps reused, lowest first. So a released
+    // value normally rests far longer than its quarantine before anyone gets it again.
+    const top = await tx.query<{ m: number | null }>(
+      `SELECT max(value) AS m FROM isolation.allocations
+       WHERE fabric = $1 AND pool = $2 AND value >= $3 AND value <= $4`,
+      [a.fabric, a.pool, lo, hi],
     )
-    const v = free.rows[0]?.value
+    let v: number | undefined =
+      top.rows[0]?.m === null || top.rows[0]?.m === undefined ? lo : top.rows[0].m + 1
+    if (v > hi) {
+      const gap = await tx.query<{ v: number }>(
+        `SELECT c.v FROM (
+           SELECT $3::bigint AS v
+           UNION ALL
+           SELECT value + 1 FROM isolation.allocations
+           WHERE fabric = $1 AND pool = $2 AND value >= $3 AND value < $4
+         ) c
+         WHERE NOT EXISTS (
+           SELECT 1 FROM isolation.allocations x WHERE x.fabric = $1 AND x.pool = $2 AND x.value = c.v)
+         ORDER BY c.v LIMIT 1`,
+        [a.fabric, a.pool, lo, hi],
+      )
+      v = gap.rows[0]?.v
+    }
     if (v === undefined) throw exhausted(a.fabric, a.pool, lo, hi)
+    await tx.query(
+      `INSERT INTO isolation.allocations (fabric, pool, value, tenant, purpose, state, allocated_at)
+       VALUES ($1, $2, $3, $4, $5, 'active', $6)`,
+      [a.fabric, a.pool, v, a.tenant, a.purpose, a.now],
+    )
     return v
   }
 

@@ -29,7 +29,7 @@ describe('allocator', () => {
       })
     })
 
-  test('hands out the lowest free value, stably per tenant, and never 0x7FFF', async () => {
+  test('hands out free values, stably per tenant, and never 0x7FFF', async () => {
     assert.equal(await pkey('a'), 0x7ffd)
     assert.equal(await pkey('a'), 0x7ffd)
     assert.equal(await pkey('b'), 0x7ffe)

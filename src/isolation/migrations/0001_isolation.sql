@@ -50,7 +50,9 @@ CREATE TABLE isolation.allocations (
 );
 CREATE UNIQUE INDEX allocations_purpose ON isolation.allocations (fabric, pool, tenant, purpose)
   WHERE state = 'active';
-CREATE INDEX allocations_tenant ON isolation.allocations (tenant);
+CREATE INDEX allocations_tenant ON isolation.allocations (tenant, fabric, pool, purpose);
+CREATE INDEX allocations_quarantine ON isolation.allocations (fabric, available_at)
+  WHERE state = 'quarantined';
 
 -- Names (namespaces, Slurm accounts/QOS/partitions/users, switch ports, GUIDs, exports,
 -- firewall sets), unique per kind and scope (cluster or fabric).
