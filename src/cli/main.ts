@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
+import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerIsolation } from './commands/isolation.ts'
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerUp(program)
   registerVersion(program)
   registerConfig(program)
+  registerAudit(program)
   registerAuthz(program)
   registerTenant(program)
   registerIsolation(program)

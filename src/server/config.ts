@@ -1,3 +1,4 @@
+import { auditSettings } from '../audit/settings.ts'
 import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
@@ -9,6 +10,7 @@ import { serverSettings } from './settings.ts'
 export const allSettings = {
   core: coreSettings,
   server: serverSettings,
+  audit: auditSettings,
   authz: authzSettings,
   gateway: gatewaySettings,
   isolation: isolationSettings,

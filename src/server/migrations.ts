@@ -1,4 +1,5 @@
 import { apiMigrations } from '../api/migrations.ts'
+import { auditMigrations } from '../audit/migrations.ts'
 import { authzMigrations } from '../authz/migrations.ts'
 import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
@@ -11,5 +12,6 @@ export const allMigrations: readonly MigrationSet[] = [
   authzMigrations,
   gatewayMigrations,
   apiMigrations,
+  auditMigrations,
   isolationMigrations,
 ]

@@ -1,0 +1,118 @@
+import type { Queryable } from '../core/db/index.ts'
+import { Frontier } from './merkle.ts'
+
+/** A leaf ready to append: its canonical body and leaf hash. */
+export interface Leaf {
+  body: string
+  hash: Buffer
+}
+
+/** Perfect subtrees at this level and above are persisted in audit.nodes (for proofs). */
+export const STORED_NODE_LEVEL = 8
+const HASH = 32
+
+export function splitFrontier(bytes: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  for (let i = 0; i < bytes.length; i += HASH) out.push(Buffer.from(bytes.subarray(i, i + HASH)))
+  return out
+}
+
+/**
+ * Appends leaves to one or more logs inside `q`'s transaction; returns each log's first new index.
+ * The head rows are locked first, in log-name order (INSERT … ON CONFLICT DO UPDATE takes the row
+ * lock), so concurrent writers of the same log queue behind each other, indexes stay gapless and
+ * two batches never deadlock; writers of different logs never wait for each other. Two
+ * statements whatever the batch size and number of logs.
+ */
+export async function appendBatch(
+  q: Queryable,
+  batch: ReadonlyMap<string, readonly Leaf[]>,
+): Promise<Map<string, number>> {
+  const logs = [...batch.keys()].sort()
+  const heads = await q.query<{ log: string; size: number; frontier: Buffer }>(
+    `INSERT INTO audit.heads AS h (log) SELECT unnest($1::text[]) ORDER BY 1
+     ON CONFLICT (log) DO UPDATE SET log = h.log
+     RETURNING h.log, h.size, h.frontier`,
+    [logs],
+  )
+  const ev = {
+    log: [] as string[],
+    idx: [] as number[],
+    body: [] as string[],
+    leaf: [] as string[],
+    root: [] as string[],
+  }
+  const nd = {
+    log: [] as string[],
+    level: [] as number[],
+    idx: [] as number[],
+    hash: [] as string[],
+  }
+  const hd = {
+    log: [] as string[],
+    size: [] as number[],
+    frontier: [] as string[],
+    root: [] as string[],
+  }
+  const first = new Map<string, number>()
+  for (const { log, size, frontier: bytes } of heads.rows) {
+    const frontier = new Frontier(size, splitFrontier(bytes))
+    first.set(log, size)
+    const onNode = (level: number, index: number, hash: Buffer) => {
+      if (level < STORED_NODE_LEVEL) return
+      nd.log.push(log)
+      nd.level.push(level)
+      nd.idx.push(index)
+      nd.hash.push(hash.toString('hex'))
+    }
+    for (const leaf of batch.get(log) ?? []) {
+      ev.log.push(log)
+      ev.idx.push(frontier.size)
+      frontier.append(leaf.hash, onNode)
+      ev.body.push(leaf.body)
+      ev.leaf.push(leaf.hash.toString('hex'))
+      ev.root.push(frontier.root().toString('hex'))
+    }
+    hd.log.push(log)
+    hd.size.push(frontier.size)
+    hd.frontier.push(Buffer.concat(frontier.hashes).toString('hex'))
+    hd.root.push(frontier.root().toString('hex'))
+  }
+  if (first.size !== logs.length) throw new Error('audit log heads could not be locked')
+  await q.query(
+    `WITH e AS (
+       INSERT INTO audit.events (log, idx, body, leaf_hash, root)
+       SELECT l, i, b, decode(lh, 'hex'), decode(r, 'hex')
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS t(l, i, b, lh, r)
+     ), n AS (
+       INSERT INTO audit.nodes (log, level, idx, hash)
+       SELECT l, lv, i, decode(h, 'hex')
+       FROM unnest($6::text[], $7::smallint[], $8::bigint[], $9::text[]) AS t(l, lv, i, h)
+     )
+     UPDATE audit.heads AS h
+     SET size = u.size, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
+     FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) AS u(log, size, f, r)
+     WHERE h.log = u.log`,
+    [
+      ev.log,
+      ev.idx,
+      ev.body,
+      ev.leaf,
+      ev.root,
+      nd.log,
+      nd.level,
+      nd.idx,
+      nd.hash,
+      hd.log,
+      hd.size,
+      hd.frontier,
+      hd.root,
+    ],
+  )
+  return first
+}
+
+/** Appends leaves to one log; returns the index of the first. */
+export async function appendLeaves(q: Queryable, log: string, leaves: readonly Leaf[]) {
+  return (await appendBatch(q, new Map([[log, leaves]]))).get(log)!
+}

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { auditMigrations } from '../../src/audit/migrations.ts'
+import { verifyDatabase } from '../../src/audit/tools.ts'
+import { migratedDatabase, testDatabaseUrl } from '../support/db.ts'
+
+const WRITER = fileURLToPath(new URL('./crash-writer.ts', import.meta.url))
+
+describe('audit durability', { skip: !testDatabaseUrl && 'needs DFLARE_TEST_DATABASE_URL' }, () => {
+  it('a writer killed with SIGKILL mid-burst loses no acknowledged event', async () => {
+    const t = await migratedDatabase([auditMigrations])
+    try {
+      const child = spawn(process.execPath, [WRITER, t.url!], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      const acked: number[] = []
+      let buffer = ''
+      await new Promise<void>((resolve, reject) => {
+        child.on('error', reject)
+        child.on('exit', () => resolve())
+        child.stdout.on('data', (chunk: Buffer) => {
+          buffer += chunk.toString()
+          const lines = buffer.split('\n')
+          buffer = lines.pop()!
+          for (const l of lines) acked.push(Number(l))
+          if (acked.length >= 2000 && !child.killed) child.kill('SIGKILL')
+        })
+      })
+      assert.ok(acked.length >= 2000)
+      const { rows } = await t.db.query<{ correlation_id: string }>(
+        'SELECT correlation_id FROM audit.events',
+      )
+      const stored = new Set(rows.map((r) => r.correlation_id))
+      const lost = acked.filter((i) => !stored.has(`ack-${i}`))
+      assert.deepEqual(lost, [])
+      const report = await verifyDatabase(t.db)
+      assert.ok(report.ok, JSON.stringify(report))
+    } finally {
+      await t.close()
+    }
+  })
+})

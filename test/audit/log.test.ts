@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { canonicalBytes, toRecord } from '../../src/audit/event.ts'
+import { leafHash } from '../../src/audit/merkle.ts'
+import { Pseudonymizer } from '../../src/audit/pseudonym.ts'
+import { verifyDatabase } from '../../src/audit/tools.ts'
+import { type AuditFixture, auditFixture, event, recordMany } from './helpers.ts'
+
+async function tamper(f: AuditFixture, ...statements: [string, unknown[]?][]) {
+  // As the owner/superuser, bypassing the append-only triggers.
+  await f.db.transaction(async (tx) => {
+    await tx.query('SET LOCAL session_replication_role = replica')
+    for (const [sql, params] of statements) await tx.query(sql, params as never)
+  })
+}
+
+describe('audit log: append, fail closed, minimization', () => {
+  let f: AuditFixture
+  before(async () => {
+    f = await auditFixture()
+  })
+  after(() => f.close())
+
+  it('appends inside the caller transaction: both commit or neither does', async () => {
+    await f.db.transaction(async (tx) => {
+      await f.audit.sink.record(event(1, { tenant: 'tx' }), tx)
+    })
+    await assert.rejects(
+      f.db.transaction(async (tx) => {
+        await f.audit.sink.record(event(2, { tenant: 'tx' }), tx)
+        throw new Error('the state change failed')
+      }),
+    )
+    await f.db.transaction(
+      async (tx) => {
+        await f.audit.sink.record(event(3, { tenant: 'tx' }), tx)
+      },
+      { role: 'dflare_app', settings: { 'dflare.tenant': 'tx' } },
+    )
+    const { rows } = await f.db.query<{ idx: number; correlation_id: string }>(
+      "SELECT idx, correlation_id FROM audit.events WHERE log = 'tx' ORDER BY idx",
+    )
+    assert.deepEqual(rows, [
+      { idx: 0, correlation_id: 'cid-1' },
+      { idx: 1, correlation_id: 'cid-3' },
+    ])
+  })
+
+  it('fails closed: an invalid event throws and rolls the caller back', async () => {
+    await assert.rejects(
+      f.db.transaction(async (tx) => {
+        await tx.query("SELECT pg_notify('x', 'state change')")
+        await f.audit.sink.record(event(1, { tenant: 'Not A Tenant!' }), tx)
+      }),
+      /tenant is malformed/,
+    )
+    await assert.rejects(f.audit.sink.record(event(1, { outcome: 'maybe' as never })))
+  })
+
+  it('the application role may only insert; nobody may update, delete or truncate', async () => {
+    await f.audit.sink.record(event(1, { tenant: 'priv' }))
+    for (const sql of [
+      "UPDATE audit.events SET body = '{}' WHERE log = 'priv'",
+      "DELETE FROM audit.events WHERE log = 'priv'",
+      'TRUNCATE audit.events',
+      'SELECT * FROM audit.events',
+      "UPDATE audit.heads SET size = 0 WHERE log = 'priv'",
+      'DELETE FROM audit.checkpoints',
+    ])
+      await assert.rejects(
+        f.db.transaction((tx) => tx.query(sql), { role: 'dflare_app' }),
+        /permission denied|append-only|only grows/,
+        sql,
+      )
+    for (const sql of [
+      "UPDATE audit.events SET body = '{}' WHERE log = 'priv'",
+      "DELETE FROM audit.events WHERE log = 'priv'",
+      'TRUNCATE audit.events',
+      "DELETE FROM audit.heads WHERE log = 'priv'",
+      "UPDATE audit.heads SET size = 0 WHERE log = 'priv'",
+    ])
+      await assert.rejects(f.db.query(sql), /append-only|only grows/, `owner: ${sql}`)
+  })
+
+  it('many concurrent writers across logs get gapless indexes and a verifying tree', async () => {
+    const writes: Promise<unknown>[] = []
+    for (let i = 0; i < 300; i++) {
+      const tenant = ['con-a', 'con-b', 'con-c'][i % 3]!
+      writes.push(
+        i % 4 === 0
+          ? f.db.transaction((tx) => f.audit.sink.record(event(i, { tenant }), tx), {
+              role: 'dflare_app',
+            })
+          : f.audit.sink.record(event(i, { tenant })),
+      )
+    }
+    await Promise.all(writes)
+    const { rows } = await f.db.query<{ log: string; n: number; max: number }>(
+      "SELECT log, count(*)::int AS n, max(idx)::int AS max FROM audit.events WHERE log LIKE 'con-%' GROUP BY log ORDER BY log",
+    )
+    assert.deepEqual(rows, [
+      { log: 'con-a', n: 100, max: 99 },
+      { log: 'con-b', n: 100, max: 99 },
+      { log: 'con-c', n: 100, max: 99 },
+    ])
+    const report = await verifyDatabase(f.db, { logs: ['con-a', 'con-b', 'con-c'] })
+    assert.ok(report.ok, JSON.stringify(report))
+  })
+
+  it('stores the AU-3 fields, canonical JSON and pseudonyms, never secrets', async () => {
+    const p = new Pseudonymizer(Buffer.alloc(32, 1), { pseudonymizeIps: true })
+    const record = toRecord(
+      {
+        type: 'token.issued',
+        tenant: 'acme',
+        actor: { kind: 'user', id: 'Alice@Example.com', realm: 'acme' },
+        action: 'token',
+        outcome: 'success',
+        sourceIp: '192.0.2.1',
+        userAgent: 'ua',
+        correlationId: 'c1',
+        details: {
+          password: 'hunter2',
+          jti: 'tok-123',
+          client_secret: 's3cr3t',
+          refresh_token: 'abc',
+          note: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.sig',
+          contact: 'bob@example.org',
+          nested: { otp: '123456', count: 2 },
+        },
+      },
+      p,
+      new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)),
+    )
+    const text = canonicalBytes(record).toString()
+    for (const secret of [
+      'hunter2',
+      's3cr3t',
+      'abc"',
+      '123456',
+      'tok-123',
+      'Alice',
+      'bob@',
+      '192.0.2.1',
+      'eyJ',
+    ])
+      assert.ok(!text.includes(secret), `${secret} leaked: ${text}`)
+    assert.equal(record.time, '2026-01-02T03:04:05.006Z')
+    assert.equal(record.actor.id, p.pseudonym('email', 'alice@example.com'))
+    assert.equal(record.sourceIp, p.pseudonym('ip', '192.0.2.1'))
+    assert.equal((record.details as { jti: string }).jti, p.pseudonym('tok', 'tok-123'))
+    // RFC 8785: keys sorted, no whitespace.
+    assert.ok(text.startsWith('{"action":"token","actor":{"id":"email:'))
+    assert.ok(leafHash(Buffer.from(text)).equals(leafHash(canonicalBytes(record))))
+    // IPs stay in clear unless configured otherwise.
+    const clear = new Pseudonymizer(Buffer.alloc(32, 1), { pseudonymizeIps: false })
+    assert.equal(clear.ip('192.0.2.1'), '192.0.2.1')
+  })
+
+  it('a closed database makes record reject (the caller action fails)', async () => {
+    const g = await auditFixture()
+    await g.t.close()
+    await assert.rejects(g.audit.sink.record(event(1)))
+    await g.audit.sink.close()
+  })
+})
+
+describe('audit verify: tampering through an owner connection is named', () => {
+  let f: AuditFixture
+  const N = 1100
+  const logs = [
+    'clean',
+    'edit',
+    'rehash',
+    'delete',
+    'swap',
+    'insert',
+    'trunc',
+    'rewrite',
+    'head',
+    'cp',
+  ]
+  before(async () => {
+    f = await auditFixture()
+    for (const tenant of logs) {
+      await recordMany(f.audit, 1000, { tenant })
+      await f.audit.checkpoints.issue(tenant)
+      await Promise.all(
+        Array.from({ length: N - 1000 }, (_, i) =>
+          f.audit.sink.record(event(1000 + i, { tenant })),
+        ),
+      )
+    }
+  })
+  after(() => f.close())
+
+  const reportOf = async (log: string) => (await verifyDatabase(f.db, { logs: [log] })).logs[0]!
+
+  it('a clean log verifies', async () => {
+    const r = await reportOf('clean')
+    assert.ok(r.ok)
+    assert.equal(r.ok && r.size, N)
+  })
+
+  it('an edited event is named', async () => {
+    await tamper(f, [
+      'UPDATE audit.events SET body = replace(body, \'"outcome":"denied"\', \'"outcome":"success"\') WHERE log = \'edit\' AND idx = 1005',
+    ])
+    assert.deepEqual(await reportOf('edit'), {
+      log: 'edit',
+      ok: false,
+      firstBadIndex: 1005,
+      reason: 'event 1005 does not match its leaf hash',
+    })
+  })
+
+  it('an edited event with a recomputed leaf hash is named', async () => {
+    const { rows } = await f.db.query<{ body: string }>(
+      "SELECT body FROM audit.events WHERE log = 'rehash' AND idx = 77",
+    )
+    const forged = rows[0]!.body.replace('"outcome":"success"', '"outcome":"failure"')
+    await tamper(f, [
+      "UPDATE audit.events SET body = $1, leaf_hash = $2 WHERE log = 'rehash' AND idx = 77",
+      [forged, leafHash(Buffer.from(forged))],
+    ])
+    const r = await reportOf('rehash')
+    assert.equal(!r.ok && r.firstBadIndex, 77)
+  })
+
+  it('a deleted event is named', async () => {
+    await tamper(f, ["DELETE FROM audit.events WHERE log = 'delete' AND idx = 640"])
+    const r = await reportOf('delete')
+    assert.equal(!r.ok && r.firstBadIndex, 640)
+  })
+
+  it('two swapped events are named at the first', async () => {
+    await tamper(
+      f,
+      ["UPDATE audit.events SET idx = 999999 WHERE log = 'swap' AND idx = 300"],
+      ["UPDATE audit.events SET idx = 300 WHERE log = 'swap' AND idx = 1030"],
+      ["UPDATE audit.events SET idx = 1030 WHERE log = 'swap' AND idx = 999999"],
+    )
+    const r = await reportOf('swap')
+    assert.equal(!r.ok && r.firstBadIndex, 300)
+  })
+
+  it('an inserted event is named', async () => {
+    const body = canonicalBytes(
+      toRecord(
+        event(9, { tenant: 'insert' }),
+        new Pseudonymizer(Buffer.alloc(32), { pseudonymizeIps: false }),
+        new Date(),
+      ),
+    ).toString()
+    // Shift everything from 900 up by one and slip a forged event in at 900.
+    await tamper(
+      f,
+      ["UPDATE audit.events SET idx = idx + 1000000 WHERE log = 'insert' AND idx >= 900"],
+      ["UPDATE audit.events SET idx = idx - 999999 WHERE log = 'insert' AND idx >= 1000000"],
+      [
+        "INSERT INTO audit.events (log, idx, body, leaf_hash, root) VALUES ('insert', 900, $1, $2, $3)",
+        [body, leafHash(Buffer.from(body)), Buffer.alloc(32)],
+      ],
+    )
+    const r = await reportOf('insert')
+    assert.equal(!r.ok && r.firstBadIndex, 900)
+  })
+
+  it('removing the newest events is named', async () => {
+    await tamper(f, ["DELETE FROM audit.events WHERE log = 'trunc' AND idx >= 1090"])
+    const r = await reportOf('trunc')
+    assert.equal(!r.ok && r.firstBadIndex, 1090)
+  })
+
+  it('a rewrite that forges every hash is caught by the signed checkpoint', async () => {
+    // Recompute leaf hashes and roots for a forged history from 200 on, and the head too: only
+    // the checkpoint signed at size 1000 still remembers the truth.
+    const { rows } = await f.db.query<{ idx: number; body: string }>(
+      "SELECT idx, body FROM audit.events WHERE log = 'rewrite' ORDER BY idx",
+    )
+    const { Frontier } = await import('../../src/audit/merkle.ts')
+    const fr = new Frontier()
+    const updates: [string, unknown[]][] = []
+    for (const r of rows) {
+      const body =
+        r.idx >= 200 ? r.body.replace('"outcome":"denied"', '"outcome":"success"') : r.body
+      const h = leafHash(Buffer.from(body))
+      fr.append(h)
+      if (r.idx >= 200)
+        updates.push([
+          "UPDATE audit.events SET body = $1, leaf_hash = $2, root = $3 WHERE log = 'rewrite' AND idx = $4",
+          [body, h, fr.root(), r.idx],
+        ])
+    }
+    updates.push([
+      "UPDATE audit.heads SET root = $1, frontier = $2 WHERE log = 'rewrite'",
+      [fr.root(), Buffer.concat(fr.hashes)],
+    ])
+    await tamper(f, ...updates)
+    const r = await reportOf('rewrite')
+    assert.equal(r.ok, false)
+    assert.ok(
+      !r.ok && r.firstBadIndex <= 200 && /signed checkpoint at size 1000/.test(r.reason),
+      JSON.stringify(r),
+    )
+  })
+
+  it('a forged head is detected', async () => {
+    await tamper(f, ["UPDATE audit.heads SET root = $1 WHERE log = 'head'", [Buffer.alloc(32)]])
+    const r = await reportOf('head')
+    assert.equal(r.ok, false)
+  })
+
+  it('a forged checkpoint signature is detected', async () => {
+    await tamper(f, [
+      "UPDATE audit.checkpoints SET note = replace(note, '\n1000\n', '\n1001\n') WHERE log = 'cp'",
+    ])
+    const r = await reportOf('cp')
+    assert.ok(!r.ok && /does not verify/.test(r.reason))
+  })
+})
