@@ -15,6 +15,8 @@ import { createGateway } from '../gateway/component.ts'
 import { guardApiRoutes } from '../gateway/pipeline.ts'
 import { listProjects } from '../iam/admin/directory.ts'
 import { createIam } from '../iam/component.ts'
+import { isolationApiRoutes } from '../isolation/api.ts'
+import { createIsolation } from '../isolation/component.ts'
 import { createPki } from '../pki/component.ts'
 import { loadKek } from '../pki/kek.ts'
 import { mtlsPrincipal } from '../pki/peer-principal.ts'
@@ -115,6 +117,10 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
   const iam = await createIam(runtime, { entities: authz.service.writer })
   const pki = await createPki(runtime, { pdp: authz.service.pdp })
   const revocation = await pki.revocation()
+  const isolation = createIsolation(runtime, {
+    pdp: authz.service.pdp,
+    realmExists: (tenant) => iam.service.realmExists(tenant),
+  })
 
   // No /api/v1 route may exist outside the gateway; the OpenAPI document collects them all.
   guardApiRoutes(app)
@@ -135,6 +141,7 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
       ...authz.apiRoutes,
       ...audit.apiRoutes,
       ...pki.apiRoutes,
+      ...isolationApiRoutes(isolation.service),
     ],
   })
   const bootstrapRoles: Component = {
