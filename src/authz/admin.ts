@@ -57,7 +57,11 @@ export function validateTenantPolicies(tenant: string, text: string): PolicySour
       { message: `policy text must be a string of at most ${MAX_TEXT} bytes` },
     ])
   const parsed = parsePolicySetText(text)
-  const found: PolicyProblem[] = validatePolicyText(text, SCHEMA_TEXT)
+  // Cedar names policies of a text set policy0, policy1, … in textual order: show our ids.
+  const found: PolicyProblem[] = validatePolicyText(text, SCHEMA_TEXT).map((p) => {
+    const n = /^policy(\d+)$/.exec(p.policy ?? '')
+    return n && parsed[Number(n[1])] ? { ...p, policy: parsed[Number(n[1])]!.id } : p
+  })
   for (const p of parsed) {
     const where = positionOf(text, p)
     if (RESERVED_PREFIXES.some((r) => p.id.startsWith(r)))

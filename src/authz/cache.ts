@@ -346,6 +346,17 @@ export class EntityCache {
     return out
   }
 
+  /** Whether any of the entities exists in the store (always read from the database). */
+  async anyStored(uids: readonly EntityValue[]): Promise<boolean> {
+    const { rows } = await this.#db.query(
+      `SELECT 1 FROM authz.entities e
+         JOIN unnest($1::text[], $2::text[]) AS k(type, id) ON e.type = k.type AND e.id = k.id
+        LIMIT 1`,
+      [uids.map((u) => u.type), uids.map((u) => u.id)],
+    )
+    return rows.length > 0
+  }
+
   /** Distinct (role, scope) binding groups of a tenant: each one is a linked role policy. */
   async bindingGroups(tenant: string, useCache = true): Promise<BindingGroup[]> {
     const cached = useCache ? this.#bindingGroups.get(tenant) : undefined

@@ -21,6 +21,7 @@ const PLATFORM_PREFIX = 'platform.'
 /** Action entities of the schema (role and guard-rail groups), shared by every decision. */
 const ACTION_ENTITIES: EntityLookup = entitiesFromJson(actionEntities())
 const KNOWN_ACTIONS = new Set(ACTIONS)
+const RESERVED_TYPES = new Set([`${NAMESPACE}::RoleBinding`, ACTION_TYPE])
 
 export interface RecordedRequest {
   tenant: string
@@ -85,7 +86,7 @@ export class SliceLookup implements EntityLookup {
     this.#inner = inner
   }
   get(key: string): EntityData | undefined {
-    return this.#inner.get(key) ?? ACTION_ENTITIES.get(key)
+    return ACTION_ENTITIES.get(key) ?? this.#inner.get(key)
   }
 }
 
@@ -159,13 +160,26 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
     const principal = new EntityValue(request.principal.type, request.principal.id)
     const resource = new EntityValue(request.resource.type, request.resource.id)
     const action = new EntityValue(request.action.type, request.action.id)
-    // The decision time comes from our clock, never from the caller.
-    const raw = { ...(request.context ?? {}), now: Math.floor(clock.now().getTime() / 1000) }
+    // Time attributes come from our clock, never from the caller (time windows cannot be faked).
+    const at = clock.now()
+    const raw = {
+      ...(request.context ?? {}),
+      now: Math.floor(at.getTime() / 1000),
+      hour: at.getUTCHours(),
+      weekday: at.getUTCDay(),
+    }
     const context = contextFromJson(raw)
     const requestEntities: StoredEntity[] = (request.entities ?? []).map((e) => storedFromRecord(e))
-    // A request-scoped entity may describe the resource being created, never a principal.
-    if (requestEntities.some((e) => e.uid.key === principal.key))
-      return deny('request-scoped entities cannot describe the principal')
+    // A request-scoped entity describes something that does not exist yet (the resource being
+    // created): it may never shadow a stored entity, the principal, a binding group or an action.
+    if (requestEntities.length > 0) {
+      if (
+        requestEntities.some((e) => e.uid.key === principal.key || RESERVED_TYPES.has(e.uid.type))
+      )
+        return deny('request-scoped entities cannot describe the principal, bindings or actions')
+      if (await cache.anyStored(requestEntities.map((e) => e.uid)))
+        return deny('a request-scoped entity shadows a stored entity')
+    }
     const roots = [principal, resource]
     contextEntities(context, roots)
     let entities: EntityLookup | undefined

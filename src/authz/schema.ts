@@ -65,9 +65,16 @@ export const RESOURCE_TYPES: ResourceType[] = [
 const WORKLOAD = ['Cluster', 'NodePool', 'Network', 'Volume']
 const IAM = ['User', 'Group', 'ServiceAccount']
 
-/** Action id: `cluster.read`, `tenantspec.apply`, … plus a few service actions. */
+/** API-facing action prefixes where the resource type name is not the natural noun. */
+const ACTION_PREFIX: Record<string, string> = {
+  Certificate: 'pki',
+  TenantSpec: 'isolation',
+  AuditLog: 'audit',
+}
+
+/** Action id: `cluster.read`, `pki.issue`, `isolation.apply`, `audit.read`, … */
 export function actionId(type: string, verb: string) {
-  return `${type.toLowerCase()}.${verb}`
+  return `${ACTION_PREFIX[type] ?? type.toLowerCase()}.${verb}`
 }
 const SERVICE_ACTIONS = ['authz.decide', 'billing.read']
 
@@ -169,8 +176,8 @@ function groupsOf(action: string): string[] {
 function appliesTo(action: string): string[] {
   if (action === 'authz.decide') return ['Tenant']
   if (action === 'billing.read') return [...SCOPE_TYPES]
-  const [type, verb] = action.split('.') as [string, string]
-  const rt = RESOURCE_TYPES.find((t) => t.name.toLowerCase() === type)!
+  const verb = action.slice(action.indexOf('.') + 1)
+  const rt = RESOURCE_TYPES.find((t) => actionId(t.name, verb) === action)!
   return resourceTypesOf(rt.name, verb)
 }
 
@@ -185,6 +192,8 @@ function schemaText(): string {
     '    now?: Long,',
     '    ip?: ipaddr,',
     '    hour?: Long,',
+    '    weekday?: Long,',
+    '    authenticated_via?: String,',
     '    scope_domain?: Domain,',
     '    scope_project?: Project,',
     '    token_scopes?: Set<String>,',

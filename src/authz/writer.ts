@@ -58,6 +58,10 @@ function checkRecord(e: EntityRecord) {
   if (typeof e.tenant !== 'string' || e.tenant.length === 0)
     throw problems.badRequest(`entity ${e.uid.type} needs its tenant`)
   for (const p of e.parents ?? []) checkUid(p, 'parent')
+  // Role-binding membership only comes from authz.role_bindings; actions only from the schema.
+  const reserved = [`${NAMESPACE}::RoleBinding`, `${NAMESPACE}::Action`]
+  if (reserved.includes(e.uid.type) || (e.parents ?? []).some((p) => reserved.includes(p.type)))
+    throw problems.badRequest('RoleBinding and Action entities are managed by authz itself')
   for (const v of Object.values(e.tags ?? {}))
     if (typeof v !== 'string') throw problems.badRequest('entity tags (labels) are strings')
   try {

@@ -4,6 +4,7 @@ import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
 import { registerLogin } from './commands/login.ts'
+import { registerPki } from './commands/pki.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
 import { CliError, EXIT } from './exit.ts'
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerConfig(program)
   registerAudit(program)
   registerAuthz(program)
+  registerPki(program)
   registerLogin(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {

@@ -7,6 +7,8 @@ import { systemClock } from '../core/clock.ts'
 import { type Db, migrate, openDb, pendingMigrations } from '../core/db/index.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { openObjectStore } from '../core/objects/index.ts'
+import { createPki } from '../pki/component.ts'
+import { loadKek } from '../pki/kek.ts'
 import { ensureServerTls } from '../pki/server-identity.ts'
 import { buildApp } from './app.ts'
 import type { Component, Runtime } from './component.ts'
@@ -64,7 +66,8 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         ...config.server.tlsHosts,
       ]),
     ]
-    const tls = await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts })
+    const kek = await loadKek(config.pki, config.core.home)
+    const tls = await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts, kek })
     return { objects, tls }
   })().catch(closeDbOnFailure)
 
@@ -95,6 +98,7 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
   })
 
   const components: Component[] = []
+  components.push(await createPki(runtime))
   for (const c of components) await c.routes?.(app)
 
   const redirect = config.server.httpRedirectListen

@@ -4,6 +4,7 @@ import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/inde
 import { coreSettings } from '../core/settings.ts'
 import { gatewaySettings } from '../gateway/settings.ts'
 import { iamSettings } from '../iam/settings.ts'
+import { pkiSettings } from '../pki/settings.ts'
 import { serverSettings } from './settings.ts'
 
 /** Every module's settings, in resolution order (core first: others may derive from home). */
@@ -13,6 +14,7 @@ export const allSettings = {
   audit: auditSettings,
   authz: authzSettings,
   gateway: gatewaySettings,
+  pki: pkiSettings,
   iam: iamSettings,
 } as const
 

@@ -5,6 +5,7 @@ import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
 import { gatewayMigrations } from '../gateway/migrations.ts'
 import { iamMigrations } from '../iam/migrations.ts'
+import { pkiMigrations } from '../pki/migrations.ts'
 
 /** Every module's migrations, in dependency order (core first). */
 export const allMigrations: readonly MigrationSet[] = [
@@ -14,4 +15,5 @@ export const allMigrations: readonly MigrationSet[] = [
   gatewayMigrations,
   apiMigrations,
   auditMigrations,
+  pkiMigrations,
 ]

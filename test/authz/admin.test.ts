@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { validateTenantPolicies } from '../../src/authz/admin.ts'
 import { PolicyTextError } from '../../src/authz/cedar/parse.ts'
-import { world } from './fixture.ts'
+import { START, world } from './fixture.ts'
 
 type W = Awaited<ReturnType<typeof world>>
 let w: W
@@ -37,6 +37,7 @@ test('schema validation errors carry line and column', () => {
   const text = '@id("a")\npermit (principal, action, resource)\nwhen { principal.nope == 1 };\n'
   const [p] = problemsOf(() => validateTenantPolicies('t1', text))
   assert.equal(p!.line, 3)
+  assert.equal(p!.policy, 'a')
   assert.match(p!.message, /nope/)
 })
 
@@ -104,9 +105,12 @@ unless { context has hour && context.hour >= 8 && context.hour < 18 };
   assert.deepEqual(lab.determining, ['labs-read'])
   const notLab = await w.decide(['User', 'nobody'], 'cluster.read', ['Cluster', 'c1'], { hour: 10 })
   assert.equal(notLab.decision, 'deny')
-  const night = await w.decide(['User', 'viewer'], 'cluster.read', ['Cluster', 'c1'], { hour: 23 })
+  // The hour comes from the PDP's clock: a caller claiming 10:00 at night is still denied.
+  w.clock.set(Date.UTC(2026, 5, 1, 23))
+  const night = await w.decide(['User', 'viewer'], 'cluster.read', ['Cluster', 'c1'], { hour: 10 })
   assert.deepEqual(night.determining, ['office-hours'])
-  const day = await w.decide(['User', 'viewer'], 'cluster.read', ['Cluster', 'c1'], { hour: 10 })
+  w.clock.set(START)
+  const day = await w.decide(['User', 'viewer'], 'cluster.read', ['Cluster', 'c1'])
   assert.equal(day.decision, 'allow')
 })
 

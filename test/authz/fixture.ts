@@ -1,5 +1,6 @@
 /** A small multi-tenant world in the entity store, shared by the authz tests. */
 
+import type { Registry } from 'prom-client'
 import type { EntityRecord } from '../../src/authz/contract.ts'
 import { authzMigrations } from '../../src/authz/migrations.ts'
 import type { Role } from '../../src/authz/schema.ts'
@@ -115,11 +116,11 @@ export const START = Date.UTC(2026, 5, 1, 12)
 export const nowSeconds = () => Math.floor(START / 1000)
 export const MFA = { amr: ['pwd', 'mfa'], auth_time: nowSeconds() - 60 }
 
-export async function world() {
+export async function world(options: { metrics?: Registry } = {}) {
   const t = await migratedDatabase([authzMigrations])
   await seed(t.db)
   const clock = new ManualClock(START)
-  const service = createAuthzService({ db: t.db, clock })
+  const service = createAuthzService({ db: t.db, clock, metrics: options.metrics })
   await service.start()
   return {
     ...t,

@@ -29,7 +29,7 @@ const cases: Case[] = [
   ['tenant-admin', 'domain.create', ['Domain', 'd2'], 'allow'],
   ['tenant-admin', 'policy.update', ['Policy', 't1-policy'], 'deny'], // sensitive without MFA
   ['tenant-admin', 'policy.update', ['Policy', 't1-policy'], 'allow', MFA],
-  ['tenant-admin', 'auditlog.read', ['AuditLog', 't1-audit'], 'allow'],
+  ['tenant-admin', 'audit.read', ['AuditLog', 't1-audit'], 'allow'],
   ['tenant-admin', 'tenant.delete', ['Tenant', 't1'], 'deny', MFA], // platform-only action
   ['tenant-admin', 'cluster.read', ['Cluster', 'x1'], 'deny'], // other tenant
   // domain-admin at d1: projects p1, p2 and their resources; not d2
@@ -60,10 +60,10 @@ const cases: Case[] = [
   ['billing-viewer', 'billing.read', ['Project', 'p3'], 'allow'],
   ['billing-viewer', 'cluster.read', ['Cluster', 'c1'], 'deny'],
   // auditor at org: read audit only
-  ['auditor', 'auditlog.read', ['AuditLog', 't1-audit'], 'allow'],
-  ['auditor', 'auditlog.export', ['AuditLog', 't1-audit'], 'deny', MFA],
+  ['auditor', 'audit.read', ['AuditLog', 't1-audit'], 'allow'],
+  ['auditor', 'audit.export', ['AuditLog', 't1-audit'], 'deny', MFA],
   ['auditor', 'cluster.read', ['Cluster', 'c1'], 'deny'],
-  ['auditor', 'auditlog.read', ['AuditLog', 't2-audit'], 'deny'],
+  ['auditor', 'audit.read', ['AuditLog', 't2-audit'], 'deny'],
   // group membership: devs are members of p2
   ['dev', 'cluster.update', ['Cluster', 'c2'], 'allow'],
   ['dev', 'cluster.update', ['Cluster', 'c1'], 'deny'],
@@ -76,7 +76,7 @@ const cases: Case[] = [
   ['op-admin', 'cluster.update', ['Cluster', 'x1'], 'allow'],
   ['op-admin', 'tenant.delete', ['Tenant', 't2'], 'allow', MFA],
   ['op-admin', 'tenant.delete', ['Tenant', 't2'], 'deny'],
-  ['op-sec', 'auditlog.read', ['AuditLog', 't2-audit'], 'allow'],
+  ['op-sec', 'audit.read', ['AuditLog', 't2-audit'], 'allow'],
   ['op-sec', 'policy.read', ['Policy', 't1-policy'], 'allow'],
   ['op-sec', 'cluster.update', ['Cluster', 'c1'], 'deny'],
   ['t2-admin', 'cluster.update', ['Cluster', 'x1'], 'allow'],
@@ -95,7 +95,7 @@ describe('built-in roles at each scope', () => {
 
 describe('guard rails', () => {
   test('MFA-required action denied without mfa in amr, and with a stale authentication', async () => {
-    const noMfa = await w.decide(U('project-admin'), 'certificate.issue', ['Cluster', 'c1'], {
+    const noMfa = await w.decide(U('project-admin'), 'pki.issue', ['Cluster', 'c1'], {
       amr: ['pwd'],
       auth_time: MFA.auth_time,
     })
@@ -199,6 +199,42 @@ describe('guard rails', () => {
       ],
     })
     assert.equal(elsewhere.decision, 'deny')
+  })
+
+  test('a request-scoped entity cannot shadow a stored one', async () => {
+    const d = await w.service.pdp.decide({
+      principal: { type: 'Dflare::User', id: 'member' },
+      action: { type: 'Dflare::Action', id: 'cluster.update' },
+      resource: { type: 'Dflare::Cluster', id: 'c2' },
+      context: {},
+      // c2 really lives in p2; claiming it sits in p1 must not grant p1's member access.
+      entities: [
+        {
+          uid: { type: 'Dflare::Cluster', id: 'c2' },
+          tenant: 't1',
+          attrs: {},
+          parents: [{ type: 'Dflare::Project', id: 'p1' }],
+        },
+      ],
+    })
+    assert.equal(d.decision, 'deny')
+    assert.match(d.reason, /shadows/)
+  })
+
+  test('entity writers cannot forge role-binding membership', async () => {
+    await assert.rejects(
+      w.db.transaction((tx) =>
+        w.service.writer.upsert(tx, [
+          {
+            uid: { type: 'Dflare::User', id: 'nobody' },
+            tenant: 't1',
+            attrs: {},
+            parents: [{ type: 'Dflare::RoleBinding', id: 't1/Tenant/t1/tenant-admin' }],
+          },
+        ]),
+      ),
+      /managed by authz/,
+    )
   })
 
   test('batch decisions keep their order', async () => {

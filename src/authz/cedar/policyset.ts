@@ -6,7 +6,7 @@
  */
 import { compileExpr, type EntityLookup, type Env, entityIn, type Fn } from './compile.ts'
 import { CedarError, UnsupportedPolicyError } from './errors.ts'
-import { EntityValue, entityFromJson, type RecordValue } from './values.ts'
+import { EntityValue, entityFromJson, type RecordValue, type Value } from './values.ts'
 
 /** Cedar's JSON policy form (cedar-wasm `PolicyJson`), kept loose: it is validated by compiling. */
 /** A node of cedar's JSON policy form; its shape is checked by the compiler, not by types. */
@@ -188,43 +188,61 @@ export class CompiledPolicySet {
   }
 
   evaluate(request: EvalRequest, entities: EntityLookup): EvalResult {
-    const env: Env = { ...request, entities }
-    const serial = ++this.#serial
-    const permits: string[] = []
-    const forbids: string[] = []
-    const errors: { policy: string; message: string }[] = []
-    const visit = (list: Compiled[] | undefined) => {
-      if (!list) return
-      for (const p of list) {
-        if (p.seen === serial) continue
-        p.seen = serial
-        if (!p.scope(env)) continue
-        let ok = true
-        if (p.condition) {
-          try {
-            ok = p.condition(env) as boolean
-          } catch (err) {
-            if (!(err instanceof CedarError)) throw err
-            errors.push({ policy: p.id, message: err.message })
-            continue
-          }
-        }
-        if (ok) (p.forbid ? forbids : permits).push(p.id)
-      }
+    const env: Env = {
+      principal: request.principal,
+      action: request.action,
+      resource: request.resource,
+      context: request.context,
+      entities,
     }
-    const visitEntity = (map: Map<string, Compiled[]>, e: EntityValue) => {
-      if (map.size === 0) return
-      visit(map.get(e.key))
-      const data = entities.get(e.key)
-      if (data) for (const k of data.ancestors) visit(map.get(k))
-    }
-    visitEntity(this.#byPrincipal, request.principal)
-    visitEntity(this.#byResource, request.resource)
-    visitEntity(this.#byAction, request.action)
-    visit(this.#unscoped)
+    const out: Outcome = { serial: ++this.#serial, permits: [], forbids: [], errors: [] }
+    if (this.#byPrincipal.size > 0)
+      this.#visitEntity(this.#byPrincipal, request.principal, env, out)
+    if (this.#byResource.size > 0) this.#visitEntity(this.#byResource, request.resource, env, out)
+    if (this.#byAction.size > 0) this.#visitEntity(this.#byAction, request.action, env, out)
+    visit(this.#unscoped, env, out)
+    const { permits, forbids, errors } = out
     if (forbids.length > 0) return { allow: false, determining: forbids, errors }
     if (permits.length > 0) return { allow: true, determining: permits, errors }
     return { allow: false, determining: [], errors }
+  }
+
+  #visitEntity(map: Map<string, Compiled[]>, e: EntityValue, env: Env, out: Outcome) {
+    const own = map.get(e.key)
+    if (own) visit(own, env, out)
+    const data = env.entities.get(e.key)
+    if (!data) return
+    for (const k of data.ancestors) {
+      const list = map.get(k)
+      if (list) visit(list, env, out)
+    }
+  }
+}
+
+interface Outcome {
+  serial: number
+  permits: string[]
+  forbids: string[]
+  errors: { policy: string; message: string }[]
+}
+
+function visit(list: Compiled[], env: Env, out: Outcome) {
+  for (const p of list) {
+    if (p.seen === out.serial) continue
+    p.seen = out.serial
+    if (!p.scope(env)) continue
+    if (p.condition) {
+      let ok: Value
+      try {
+        ok = p.condition(env)
+      } catch (err) {
+        if (!(err instanceof CedarError)) throw err
+        out.errors.push({ policy: p.id, message: err.message })
+        continue
+      }
+      if (ok !== true) continue
+    }
+    ;(p.forbid ? out.forbids : out.permits).push(p.id)
   }
 }
 
