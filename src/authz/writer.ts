@@ -234,3 +234,13 @@ export async function listRoleBindings(
     key: r.key,
   }))
 }
+
+/** Whether exactly this binding exists. */
+export async function hasRoleBinding(q: Queryable, b: RoleBindingInput): Promise<boolean> {
+  const { rows } = await q.query(
+    `SELECT 1 FROM authz.role_bindings WHERE tenant = $1 AND principal_type = $2 AND principal_id = $3
+       AND role = $4 AND scope_type = $5 AND scope_id = $6`,
+    [b.tenant, b.principal.type, b.principal.id, b.role, b.scope.type, b.scope.id],
+  )
+  return rows.length > 0
+}

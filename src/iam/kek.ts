@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /**
@@ -55,7 +55,16 @@ export async function loadKek(home: string, configured?: string): Promise<Buffer
   const key = randomBytes(32)
   const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`
   await writeFile(tmp, key.toString('base64'), { mode: 0o600, flag: 'wx' })
-  await rename(tmp, path)
-  await chmod(path, 0o600)
+  await chmod(tmp, 0o600)
+  try {
+    // link, not rename: when two processes start at once, the first key wins and the other
+    // process reads it instead of replacing it (secrets sealed under a lost key are unreadable).
+    await link(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    await unlink(tmp)
+    return loadKek(home)
+  }
+  await unlink(tmp)
   return key
 }

@@ -4,6 +4,7 @@ import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/inde
 import { coreSettings } from '../core/settings.ts'
 import { gatewaySettings } from '../gateway/settings.ts'
 import { iamSettings } from '../iam/settings.ts'
+import { isolationSettings } from '../isolation/settings.ts'
 import { pkiSettings } from '../pki/settings.ts'
 import { serverSettings } from './settings.ts'
 
@@ -16,6 +17,7 @@ export const allSettings = {
   gateway: gatewaySettings,
   pki: pkiSettings,
   iam: iamSettings,
+  isolation: isolationSettings,
 } as const
 
 export type Config = ConfigOf<typeof allSettings>

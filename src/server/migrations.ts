@@ -5,6 +5,7 @@ import type { MigrationSet } from '../core/db/index.ts'
 import { coreMigrations } from '../core/migrations.ts'
 import { gatewayMigrations } from '../gateway/migrations.ts'
 import { iamMigrations } from '../iam/migrations.ts'
+import { isolationMigrations } from '../isolation/migrations.ts'
 import { pkiMigrations } from '../pki/migrations.ts'
 
 /** Every module's migrations, in dependency order (core first). */
@@ -16,4 +17,5 @@ export const allMigrations: readonly MigrationSet[] = [
   apiMigrations,
   auditMigrations,
   pkiMigrations,
+  isolationMigrations,
 ]

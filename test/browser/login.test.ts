@@ -228,6 +228,8 @@ describe('browser login: code + PKCE, password + TOTP', () => {
       expectedState: checks.state,
       expectedNonce: checks.nonce,
     })
+    // Let the redirect to the RP finish before navigating again.
+    await page.waitForURL('https://rp.example/**')
     const logout = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token! })
     await page.goto(logout.href)
     await page.click('button[name=logout]')

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { exportJWK, generateKeyPair } from 'jose'
@@ -8,34 +6,21 @@ import * as client from 'openid-client'
 import { createClient } from '../../src/iam/admin/clients.ts'
 import { createRealm } from '../../src/iam/admin/realms.ts'
 import { caFetch } from '../../src/iam/https-fetch.ts'
-import {
-  generateEcKeyPair,
-  privateKeyFromPem,
-  privateKeyToPem,
-  SIGN_SHA256,
-  x509,
-} from '../../src/pki/keys.ts'
+import { openCa } from '../../src/pki/ca-store.ts'
+import { loadKek } from '../../src/pki/kek.ts'
+import { generateEcKeyPair, privateKeyToPem } from '../../src/pki/keys.ts'
 import { type Harness, OPERATOR, rejectsWith, startHarness } from './harness.ts'
 
-async function clientCertificate(home: string, cn: string) {
-  const caCert = new x509.X509Certificate(await readFile(join(home, 'pki', 'ca.crt'), 'utf8'))
-  const caKey = await privateKeyFromPem(await readFile(join(home, 'pki', 'ca.key'), 'utf8'))
+/** A client certificate (X.509-SVID) issued by the harness server's internal CA. */
+async function clientCertificate(home: string, name: string) {
+  const { ca } = await openCa({ dir: join(home, 'pki'), kek: await loadKek({}, home) })
   const keys = await generateEcKeyPair()
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomBytes(8).toString('hex'),
-    subject: `CN=${cn}, O=Dflare`,
-    issuer: caCert.subject,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 3_600_000),
-    publicKey: keys.publicKey,
-    signingKey: caKey,
-    signingAlgorithm: SIGN_SHA256,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-    ],
-  })
-  return { cert: cert.toString('pem'), key: await privateKeyToPem(keys.privateKey) }
+  const issued = await ca.issue(
+    { kind: 'service', spiffeId: `spiffe://dflare.test/ns/acme/sa/${name}` },
+    keys.publicKey,
+    { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) },
+  )
+  return { cert: issued.chainPem, key: await privateKeyToPem(keys.privateKey) }
 }
 
 describe('service account authentication: private_key_jwt and mTLS', () => {
@@ -78,7 +63,7 @@ describe('service account authentication: private_key_jwt and mTLS', () => {
       name: 'node agent',
       serviceAccount: true,
       authMethod: 'tls_client_auth',
-      tlsSubjectDn: 'CN=node-agent,O=Dflare',
+      tlsSubjectDn: 'CN=spiffe://dflare.test/ns/acme/sa/node-agent,O=Dflare',
     })
     const good = caFetch(h.ca, { clientCert: await clientCertificate(h.home, 'node-agent') })
     const wrong = caFetch(h.ca, { clientCert: await clientCertificate(h.home, 'intruder') })
