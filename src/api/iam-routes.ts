@@ -293,7 +293,10 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
           (await exists(tenant, 'SELECT 1 FROM iam.realms WHERE id = $1', [tenant]))
             ? tenantRef(tenant)
             : undefined,
-        handler: async ({ tx, call, tenant, body }) => {
+        handler: async ({ tx, call, tenant, body, principal }) => {
+          // Suspending a tenant (or lifting a suspension) is the platform operators' decision.
+          if (body.disabled !== undefined && principal.realm !== PLATFORM)
+            throw problems.forbidden('Only platform operators suspend or resume a tenant')
           const { result, events } = await write(tx, (d) => updateRealm(d, who(call), tenant, body))
           return { body: result, audit: auditOf(events) }
         },

@@ -473,6 +473,22 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     await assertOneAudit(own, 'iam.realm.updated')
     assert.equal((await call('GET', '/tenants/acme', alice)).json().displayName, 'ACME Corp')
     assert.equal((await call('PATCH', '/tenants/acme', bob, { displayName: 'pwn' })).status, 401)
+    const suspend = await call('PATCH', '/tenants/acme', alice, { disabled: true })
+    assert.equal(suspend.status, 403)
+    assert.equal((await call('GET', '/tenants/acme', alice)).json().disabled, false)
+
+    // Operators reach into a tenant: its first admin is created and bound by the platform.
+    const first = await call('POST', '/tenants/globex/users', root, { username: 'gina' })
+    assert.equal(first.status, 201, first.body)
+    const bound = await call('POST', '/tenants/globex/role-bindings', root, {
+      principal: { type: 'User', id: first.json().id },
+      role: 'tenant-admin',
+      scope: { type: 'Tenant' },
+    })
+    assert.equal(bound.status, 201, bound.body)
+    const [e2] = (await bound.events()) as [SecurityEvent]
+    assert.equal(e2.tenant, 'globex')
+    assert.deepEqual(e2.actor, { kind: 'user', id: 'root', realm: 'platform' })
   })
 
   it('the OpenAPI document describes every identity route with its schemas', async () => {
