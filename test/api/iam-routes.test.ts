@@ -357,6 +357,44 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     assert.equal(b.status, 400)
   })
 
+  it("every identity item route, generated from OpenAPI, finds nothing of acme's under globex", async () => {
+    const doc = (await w.call('GET', '/api/openapi.json')).json()
+    const values: Record<string, string> = {
+      domain: 'eng',
+      project: 'ml',
+      user: carol,
+      group: 'gpu-users',
+      client: saId,
+      sid: 'sid-acme-1',
+    }
+    let checked = 0
+    const before = JSON.stringify(
+      (await w.db.query('SELECT * FROM iam.users ORDER BY id')).rows.map((r) => ({ ...r })),
+    )
+    for (const [path, ops] of Object.entries(doc.paths as Record<string, object>)) {
+      const names = [...path.matchAll(/\{([a-z]+)\}/g)].map((m) => m[1]!)
+      const collection = path.split('/')[5]!
+      const identity = ['domains', 'projects', 'users', 'groups', 'service-accounts', 'sessions']
+      if (!identity.includes(collection) || names.length < 2) continue
+      for (const method of Object.keys(ops).map((m) => m.toUpperCase())) {
+        const concrete = path.replace(/\{([a-z]+)\}/g, (_, n: string) =>
+          n === 'tenant' ? 'globex' : values[n]!,
+        )
+        const body = method === 'PATCH' ? { displayName: 'pwn' } : undefined
+        const r = await w.call(method, concrete, { token: bob, body })
+        assert.equal(r.status, 404, `${method} ${concrete}: ${r.body}`)
+        for (const secret of Object.values(values))
+          assert.ok(!r.body.includes(secret), `${method} ${concrete} leaked ${secret}`)
+        checked++
+      }
+    }
+    assert.equal(checked, 11, `${checked} item operations`)
+    const after = JSON.stringify(
+      (await w.db.query('SELECT * FROM iam.users ORDER BY id')).rows.map((r) => ({ ...r })),
+    )
+    assert.equal(after, before)
+  })
+
   it('invalid input is a 400 naming the field, before anything changes', async () => {
     const bad = await call('POST', '/tenants/acme/domains', alice, { id: 'Bad Id!', name: 'x' })
     assert.equal(bad.status, 400)
