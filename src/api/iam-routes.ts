@@ -15,7 +15,7 @@ import {
   removeRoleBinding,
 } from '../authz/writer.ts'
 import type { Db, Queryable, SqlValue, Transaction } from '../core/db/index.ts'
-import { problems } from '../core/errors.ts'
+import { type FieldError, Problem, problems } from '../core/errors.ts'
 import type { Principal } from '../gateway/principal.ts'
 import {
   type AnyApiRoute,
@@ -166,6 +166,18 @@ function refuseIdempotentSecret(request: { headers: Record<string, unknown> }) {
     )
 }
 
+/** The management functions name input fields bare; the API names them where they came from. */
+function inBody(err: unknown): never {
+  if (err instanceof Problem && err.status === 400 && Array.isArray(err.extensions.errors)) {
+    const errors = (err.extensions.errors as FieldError[]).map((e) => ({
+      field: e.field.startsWith('body.') ? e.field : `body.${e.field}`,
+      message: e.message,
+    }))
+    throw problems.badRequest(`${errors[0]?.field} ${errors[0]?.message}`, errors)
+  }
+  throw err
+}
+
 function fieldMissing(field: string): never {
   throw problems.badRequest(`${field} does not exist`, [{ field, message: 'does not exist' }])
 }
@@ -196,7 +208,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyApiRoute[] {
   ): Promise<{ result: R; events: CapturedEvent[] }> {
     if (!tx) throw problems.internal()
     const bound = txAdminDeps(admin, tx)
-    const result = await fn(bound.deps)
+    const result = await fn(bound.deps).catch(inBody)
     return { result, events: bound.events }
   }
 

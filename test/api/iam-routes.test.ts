@@ -420,6 +420,12 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     const badUser = await call('GET', '/tenants/acme/users/not-a-uuid', alice)
     assert.equal(badUser.status, 400)
     assert.match(badUser.body, /params\.user/)
+    const email = await call('POST', '/tenants/acme/users', alice, {
+      username: 'erin',
+      email: 'not-an-email',
+    })
+    assert.equal(email.status, 400)
+    assert.deepEqual(email.json().errors, [{ field: 'body.email', message: 'has the wrong form' }])
     const emptyPatch = await call('PATCH', `/tenants/acme/users/${carol}`, alice, {})
     assert.equal(emptyPatch.status, 400)
     const dup = await call('POST', '/tenants/acme/domains', alice, { id: 'eng', name: 'Again' })
