@@ -439,6 +439,24 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     )
   })
 
+  it('when the audit log cannot record, the write is a 503 and nothing changes', async () => {
+    w.events.failing = true
+    try {
+      const r = await w.call('POST', '/api/v1/tenants/acme/domains', {
+        token: alice,
+        body: { id: 'unaudited', name: 'Unaudited' },
+      })
+      assert.equal(r.status, 503, r.body)
+    } finally {
+      w.events.failing = false
+    }
+    const { rows } = await w.db.query(
+      `SELECT 1 FROM iam.domains WHERE id = 'unaudited'
+       UNION ALL SELECT 1 FROM authz.entities WHERE id = 'acme/unaudited'`,
+    )
+    assert.equal(rows.length, 0)
+  })
+
   it('a failing management call rolls back with its audit event outcome failure', async () => {
     const r = await call('DELETE', '/tenants/acme/domains/eng', alice)
     assert.equal(r.status, 409, r.body)
