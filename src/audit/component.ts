@@ -1,16 +1,19 @@
 import { join } from 'node:path'
+import type { AnyApiRoute } from '../gateway/route.ts'
 import type { Component, Runtime } from '../server/component.ts'
+import { auditApiRoutes } from './api.ts'
 import { BackupService } from './backup.ts'
 import { CheckpointService } from './checkpoints.ts'
 import { KeyRing } from './keys.ts'
 import { ProofService } from './proofs.ts'
 import { loadOrCreateKeyFile, Pseudonymizer } from './pseudonym.ts'
 import { QueryService } from './query.ts'
-import { type AuditRouteDeps, auditRoutes } from './routes.ts'
 import { AuditSink } from './sink.ts'
 
 export interface Audit {
   component: Component
+  /** The audit API as gateway routes: pass them to the gateway (`GatewayWiring.routes`). */
+  apiRoutes: AnyApiRoute[]
   /** The EventSink every module records through (put it in Runtime.events). */
   sink: AuditSink
   keys: KeyRing
@@ -19,11 +22,6 @@ export interface Audit {
   query: QueryService
   backup: BackupService
   pseudonymizer: Pseudonymizer
-}
-
-export interface AuditDeps {
-  /** How the gateway exposes the authorized caller to the audit routes. */
-  access?: AuditRouteDeps['access']
 }
 
 /** Runs `task` every `ms`, never overlapping itself; errors go to `onError`. */
@@ -42,7 +40,7 @@ function every(ms: number, task: () => Promise<unknown>, onError: (err: unknown)
   return () => clearInterval(timer)
 }
 
-export async function createAudit(rt: Runtime, deps: AuditDeps = {}): Promise<Audit> {
+export async function createAudit(rt: Runtime): Promise<Audit> {
   const s = rt.config.audit
   const key = s.pseudonymKey ?? (await loadOrCreateKeyFile(join(s.keyDir, 'pseudonym.key')))
   const pseudonymizer = new Pseudonymizer(key, { pseudonymizeIps: s.pseudonymizeIps })
@@ -62,15 +60,6 @@ export async function createAudit(rt: Runtime, deps: AuditDeps = {}): Promise<Au
   const stops: (() => void)[] = []
   const component: Component = {
     name: 'audit',
-    routes: (app) =>
-      auditRoutes(app, {
-        sink,
-        query,
-        proofs,
-        checkpoints,
-        keys,
-        ...(deps.access ? { access: deps.access } : {}),
-      }),
     async start() {
       await keys.current() // create the first signing key before anything needs it
       const log = rt.log.child({ component: 'audit' })
@@ -92,5 +81,6 @@ export async function createAudit(rt: Runtime, deps: AuditDeps = {}): Promise<Au
       await sink.close()
     },
   }
-  return { component, sink, keys, checkpoints, proofs, query, backup, pseudonymizer }
+  const apiRoutes = auditApiRoutes({ query, proofs, checkpoints, keys })
+  return { component, apiRoutes, sink, keys, checkpoints, proofs, query, backup, pseudonymizer }
 }

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Queryable } from '../core/db/index.ts'
 import {
@@ -19,7 +19,7 @@ export class KeyRing {
   readonly #db: Queryable
   readonly #dir: string
   readonly #name: string
-  #current: (Signer & { vkey: string }) | undefined
+  #current: Promise<Signer & { vkey: string }> | undefined
 
   constructor(db: Queryable, dir: string, name: string) {
     this.#db = db
@@ -35,8 +35,30 @@ export class KeyRing {
     return rows.map((r) => parseVerifierKey(r.vkey))
   }
 
-  async current(): Promise<Signer & { vkey: string }> {
-    if (this.#current) return this.#current
+  /** The current signer (created on first use; concurrent first calls share one key). */
+  current(): Promise<Signer & { vkey: string }> {
+    this.#current ??= this.#load().catch((err) => {
+      this.#current = undefined
+      throw err
+    })
+    return this.#current
+  }
+
+  /**
+   * Verifier keys of the private keys held in the key directory: a trust anchor the database
+   * cannot forge (an owner could insert a key of their own into audit.keys).
+   */
+  async localVerifierKeys(): Promise<VerifierKey[]> {
+    const files = await readdir(this.#dir).catch(() => [] as string[])
+    const keys: VerifierKey[] = []
+    for (const f of files.filter((f) => /^[0-9a-f]{8}\.pem$/.test(f)).sort()) {
+      const privateKey = createPrivateKey(await readFile(join(this.#dir, f), 'utf8'))
+      keys.push(verifierKey(this.#name, rawPublicKey(createPublicKey(privateKey))))
+    }
+    return keys
+  }
+
+  async #load(): Promise<Signer & { vkey: string }> {
     const { rows } = await this.#db.query<{ key_id: string; name: string; vkey: string }>(
       'SELECT key_id, name, vkey FROM audit.keys WHERE name = $1 ORDER BY created_at DESC, key_id',
       [this.#name],
@@ -47,14 +69,19 @@ export class KeyRing {
       const privateKey = createPrivateKey(pem)
       const vk = verifierKey(this.#name, rawPublicKey(createPublicKey(privateKey)))
       if (vk.vkey !== row.vkey) throw new Error(`audit signing key ${row.key_id} does not match`)
-      this.#current = { name: this.#name, id: vk.id, privateKey, vkey: vk.vkey }
-      return this.#current
+      return { name: this.#name, id: vk.id, privateKey, vkey: vk.vkey }
     }
-    return this.rotate()
+    return this.#create()
   }
 
   /** Creates a new signing key and makes it current; older keys remain published. */
   async rotate(): Promise<Signer & { vkey: string }> {
+    const key = await this.#create()
+    this.#current = Promise.resolve(key)
+    return key
+  }
+
+  async #create(): Promise<Signer & { vkey: string }> {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
     const vk = verifierKey(this.#name, rawPublicKey(publicKey))
     const hexId = vk.id.toString('hex')
@@ -68,8 +95,7 @@ export class KeyRing {
       'INSERT INTO audit.keys (key_id, name, vkey, created_at) VALUES ($1, $2, $3, clock_timestamp())',
       [hexId, this.#name, vk.vkey],
     )
-    this.#current = { name: this.#name, id: vk.id, privateKey, vkey: vk.vkey }
-    return this.#current
+    return { name: this.#name, id: vk.id, privateKey, vkey: vk.vkey }
   }
 
   #file(hexId: string) {

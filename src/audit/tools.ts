@@ -13,8 +13,11 @@ import { verifyBundle } from './verify-bundle.ts'
 export interface VerifyReport {
   ok: boolean
   source: 'database' | 'file' | 'store'
-  /** `pinned` when the caller supplied the verifier keys, `embedded` when they came with the data. */
-  trust: 'pinned' | 'embedded'
+  /**
+   * Where the trusted checkpoint keys came from: `pinned` (given by the caller), `local` (the
+   * private keys in this host's key directory) or `embedded` (the data's own key list).
+   */
+  trust: 'pinned' | 'local' | 'embedded'
   logs: LogReport[]
 }
 
@@ -25,7 +28,11 @@ export function parseKeys(vkeys: readonly string[]): VerifierKey[] {
 /** Verifies logs in a live database (all logs, or the ones named). */
 export async function verifyDatabase(
   db: Db,
-  options: { logs?: readonly string[]; keys?: readonly VerifierKey[] } = {},
+  options: {
+    logs?: readonly string[]
+    keys?: readonly VerifierKey[]
+    trust?: 'pinned' | 'local'
+  } = {},
 ): Promise<VerifyReport> {
   const pinned = options.keys && options.keys.length > 0
   const { rows } = await db.query<{ vkey: string }>('SELECT vkey FROM audit.keys')
@@ -36,7 +43,7 @@ export async function verifyDatabase(
   return {
     ok: logs.every((l) => l.ok),
     source: 'database',
-    trust: pinned ? 'pinned' : 'embedded',
+    trust: pinned ? (options.trust ?? 'pinned') : 'embedded',
     logs,
   }
 }

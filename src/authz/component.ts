@@ -1,5 +1,6 @@
+import type { AnyApiRoute } from '../gateway/route.ts'
 import type { Component, Runtime } from '../server/component.ts'
-import { authzRoutes } from './routes.ts'
+import { authzApiRoutes } from './api.ts'
 import { type AuthzService, createAuthzService } from './service.ts'
 
 /**
@@ -9,7 +10,7 @@ import { type AuthzService, createAuthzService } from './service.ts'
 export function createAuthz(
   rt: Runtime,
   settings: { consistency: 'strong' | 'notify'; recentRequests: number },
-): Component & { service: AuthzService } {
+): Component & { service: AuthzService; apiRoutes: AnyApiRoute[] } {
   const service = createAuthzService({
     db: rt.db,
     clock: rt.clock,
@@ -21,7 +22,7 @@ export function createAuthz(
   return {
     name: 'authz',
     service,
-    routes: (app) => authzRoutes(app, { pdp: service.pdp }),
+    apiRoutes: authzApiRoutes(service),
     start: () => service.start(),
     stop: () => service.stop(),
   }

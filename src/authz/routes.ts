@@ -3,7 +3,6 @@
  * Authentication and the authorization of the call itself (action `authz.decide`, a
  * platform-only action) belong to the gateway's hook; this plugin only declares them.
  */
-import type { FastifyInstance } from 'fastify'
 import type { AuthorizationRequest, Decision } from './contract.ts'
 import type { BatchPdp } from './pdp.ts'
 
@@ -107,23 +106,4 @@ export async function handleDecisions(
 ): Promise<Decision | { decisions: Decision[] }> {
   if ('requests' in body) return { decisions: await pdp.decideBatch(body.requests) }
   return pdp.decide({ ...body, context: body.context ?? {} })
-}
-
-export interface AuthzRouteDeps {
-  pdp: BatchPdp
-}
-
-/** Registers the decision route with its schemas and declared action. */
-export async function authzRoutes(app: FastifyInstance, deps: AuthzRouteDeps) {
-  app.post<{ Body: Body }>(
-    DECISIONS_PATH,
-    {
-      schema: {
-        body: decisionsBodySchema,
-        response: decisionsResponseSchema,
-      },
-      config: { action: DECISIONS_ACTION } as Record<string, unknown>,
-    },
-    async (request) => handleDecisions(deps.pdp, request.body),
-  )
 }

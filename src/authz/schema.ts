@@ -65,16 +65,9 @@ export const RESOURCE_TYPES: ResourceType[] = [
 const WORKLOAD = ['Cluster', 'NodePool', 'Network', 'Volume']
 const IAM = ['User', 'Group', 'ServiceAccount']
 
-/** API-facing action prefixes where the resource type name is not the natural noun. */
-const ACTION_PREFIX: Record<string, string> = {
-  Certificate: 'pki',
-  TenantSpec: 'isolation',
-  AuditLog: 'audit',
-}
-
-/** Action id: `cluster.read`, `pki.issue`, `isolation.apply`, `audit.read`, … */
+/** Action id: the resource type in lower case and the verb: `cluster.read`, `auditlog.export`, … */
 export function actionId(type: string, verb: string) {
-  return `${ACTION_PREFIX[type] ?? type.toLowerCase()}.${verb}`
+  return `${type.toLowerCase()}.${verb}`
 }
 const SERVICE_ACTIONS = ['authz.decide', 'billing.read']
 

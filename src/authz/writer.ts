@@ -3,7 +3,7 @@
  * and a NOTIFY commit together, so a process either sees the change and its notification or
  * neither. Other modules use this through the EntityWriter contract.
  */
-import type { Transaction } from '../core/db/index.ts'
+import type { Queryable, Transaction } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import { valueFromJson } from './cedar/values.ts'
 import type { EntityRecord, EntityUid, EntityWriter } from './contract.ts'
@@ -196,4 +196,14 @@ export async function removeRoleBinding(tx: Transaction, b: RoleBindingInput): P
     bindingTenants: [b.tenant],
   })
   return rowCount > 0
+}
+
+/** Whether exactly this binding exists. */
+export async function hasRoleBinding(q: Queryable, b: RoleBindingInput): Promise<boolean> {
+  const { rows } = await q.query(
+    `SELECT 1 FROM authz.role_bindings WHERE tenant = $1 AND principal_type = $2 AND principal_id = $3
+       AND role = $4 AND scope_type = $5 AND scope_id = $6`,
+    [b.tenant, b.principal.type, b.principal.id, b.role, b.scope.type, b.scope.id],
+  )
+  return rows.length > 0
 }

@@ -3,6 +3,10 @@ import { ConfigError } from '../core/config/index.ts'
 import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
+import { registerIsolation } from './commands/isolation.ts'
+import { registerLogin } from './commands/login.ts'
+import { registerPki } from './commands/pki.ts'
+import { registerTenant } from './commands/tenant.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
 import { CliError, EXIT } from './exit.ts'
@@ -17,6 +21,10 @@ export function buildProgram(): Command {
   registerConfig(program)
   registerAudit(program)
   registerAuthz(program)
+  registerPki(program)
+  registerLogin(program)
+  registerTenant(program)
+  registerIsolation(program)
   // Usage errors of every subcommand throw instead of exiting, so that they map to exit 2.
   const override = (cmd: Command) => {
     cmd.exitOverride()

@@ -14,14 +14,31 @@ export function generateEcKeyPair(): Promise<CryptoKeyPair> {
   return webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']) as Promise<CryptoKeyPair>
 }
 
+export async function privateKeyToDer(key: CryptoKey): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key))
+}
+
 export async function privateKeyToPem(key: CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', key)
-  return x509.PemConverter.encode(der, 'PRIVATE KEY')
+  return x509.PemConverter.encode(await privateKeyToDer(key), 'PRIVATE KEY')
+}
+
+export function privateKeyFromDer(der: Uint8Array): Promise<CryptoKey> {
+  return webcrypto.subtle.importKey('pkcs8', der, EC_P256, true, ['sign'])
 }
 
 export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decodeFirst(pem)
-  return webcrypto.subtle.importKey('pkcs8', der, EC_P256, true, ['sign'])
+  return privateKeyFromDer(new Uint8Array(x509.PemConverter.decodeFirst(pem)))
+}
+
+/** Whether `key` is the private half of the certificate's public key (sign, then verify). */
+export async function keyMatchesCertificate(
+  key: CryptoKey,
+  cert: x509.X509Certificate,
+): Promise<boolean> {
+  const probe = new TextEncoder().encode('dflare key match probe')
+  const sig = await webcrypto.subtle.sign(SIGN_SHA256, key, probe)
+  const pub = await cert.publicKey.export(EC_P256, ['verify'])
+  return webcrypto.subtle.verify(SIGN_SHA256, pub, sig, probe)
 }
 
 export { x509 }

@@ -11,6 +11,11 @@ export const HSTS_MAX_AGE = 31_536_000
 
 export interface AppOptions {
   tls: { key: string; cert: string; ca?: string; minVersion: TlsMinVersion }
+  /**
+   * Ask clients for a certificate (mTLS service identities), verified against this CA bundle but
+   * not required: callers without one authenticate with a bearer token instead.
+   */
+  clientCa?: string
   log: Logger
   metrics: Registry
   readiness: Readiness
@@ -23,7 +28,12 @@ export interface AppOptions {
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    https: serverTlsOptions(options.tls),
+    https: {
+      ...serverTlsOptions(options.tls),
+      ...(options.clientCa
+        ? { requestCert: true, rejectUnauthorized: false, ca: options.clientCa }
+        : {}),
+    },
     loggerInstance: options.log,
     // Our own completion line (observability.ts) replaces Fastify's request logs.
     logController: new LogController({

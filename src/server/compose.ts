@@ -3,12 +3,26 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { openApiRoute, registerOpenApi } from '../api/openapi.ts'
+import { resourceRoutes } from '../api/resources.ts'
+import { createAudit } from '../audit/component.ts'
+import { createAuthz } from '../authz/component.ts'
 import { systemClock } from '../core/clock.ts'
 import { type Db, migrate, openDb, pendingMigrations } from '../core/db/index.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { openObjectStore } from '../core/objects/index.ts'
-import { ensureServerTls } from '../pki/server-identity.ts'
+import { createGateway } from '../gateway/component.ts'
+import { guardApiRoutes } from '../gateway/pipeline.ts'
+import { listProjects } from '../iam/admin/directory.ts'
+import { createIam } from '../iam/component.ts'
+import { isolationApiRoutes } from '../isolation/api.ts'
+import { createIsolation } from '../isolation/component.ts'
+import { createPki } from '../pki/component.ts'
+import { loadKek } from '../pki/kek.ts'
+import { mtlsPrincipal } from '../pki/peer-principal.ts'
+import { ensureServerTls, keepServerTlsFresh } from '../pki/server-identity.ts'
 import { buildApp } from './app.ts'
+import { grantBootstrapRoles } from './bootstrap-roles.ts'
 import type { Component, Runtime } from './component.ts'
 import type { Config } from './config.ts'
 import { LogEventSink } from './event-log-sink.ts'
@@ -64,8 +78,9 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         ...config.server.tlsHosts,
       ]),
     ]
-    const tls = await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts })
-    return { objects, tls }
+    const kek = await loadKek(config.pki, config.core.home)
+    const tls = await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts, kek })
+    return { objects, tls, kek, hosts }
   })().catch(closeDbOnFailure)
 
   const metrics = createMetrics()
@@ -82,6 +97,7 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
 
   const app = await buildApp({
     tls: { key: setup.tls.key, cert: setup.tls.cert, minVersion: config.server.tlsMinVersion },
+    clientCa: setup.tls.chain,
     log,
     metrics,
     bodyLimit: config.server.bodyLimit,
@@ -94,13 +110,59 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
     },
   })
 
-  const components: Component[] = []
+  // Audit first: every other component records its security events through it.
+  const audit = await createAudit(runtime)
+  runtime.events = audit.sink
+  const authz = createAuthz(runtime, config.authz)
+  const iam = await createIam(runtime, { entities: authz.service.writer })
+  const pki = await createPki(runtime, { pdp: authz.service.pdp })
+  const revocation = await pki.revocation()
+  const isolation = createIsolation(runtime, {
+    pdp: authz.service.pdp,
+    realmExists: (tenant) => iam.service.realmExists(tenant),
+  })
+
+  // No /api/v1 route may exist outside the gateway; the OpenAPI document collects them all.
+  guardApiRoutes(app)
+  await registerOpenApi(app, runtime.publicUrl)
+  openApiRoute(app)
+  const gateway = createGateway(runtime, {
+    authority: iam.service,
+    pdp: authz.service.pdp,
+    tenantExists: (tenant) => iam.service.realmExists(tenant),
+    identifyPeer: mtlsPrincipal({ trustDomain: config.pki.trustDomain, revocation }),
+    routes: [
+      ...resourceRoutes({
+        db,
+        entities: authz.service.writer,
+        projectExists: async (tenant, project) =>
+          (await listProjects(iam.admin, tenant)).some((p) => p.id === project),
+      }),
+      ...authz.apiRoutes,
+      ...audit.apiRoutes,
+      ...pki.apiRoutes,
+      ...isolationApiRoutes(isolation.service),
+    ],
+  })
+  const bootstrapRoles: Component = {
+    name: 'bootstrap-roles',
+    start: () => grantBootstrapRoles(db, iam.admin, runtime.events),
+  }
+  const components: Component[] = [
+    audit.component,
+    authz,
+    iam.component,
+    bootstrapRoles,
+    pki,
+    gateway,
+  ]
   for (const c of components) await c.routes?.(app)
 
   const redirect = config.server.httpRedirectListen
     ? createRedirectServer(config.server.publicUrl)
     : undefined
   let started = false
+  let stopTlsRenewal: (() => void) | undefined
 
   const plane: ControlPlane = {
     runtime,
@@ -126,10 +188,23 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         plane.redirectUrl = new URL(`http://${r.hostname}:${ra.port}`)
       }
       for (const c of components) await c.start?.()
+      // The listener certificate renews itself at two-thirds of its life, without a restart.
+      stopTlsRenewal = keepServerTlsFresh(
+        app.server as unknown as Parameters<typeof keepServerTlsFresh>[0],
+        setup.tls,
+        {
+          dir: join(config.core.home, 'pki'),
+          hosts: setup.hosts,
+          kek: setup.kek,
+          minVersion: config.server.tlsMinVersion,
+          onError: (err) => log.error({ err }, 'server certificate renewal failed'),
+        },
+      )
       started = true
       return new URL(`https://${hostname}:${address.port}`)
     },
     async close() {
+      stopTlsRenewal?.()
       redirect?.close()
       await app.close()
       if (started)

@@ -3,6 +3,9 @@ import { authzSettings } from '../authz/settings.ts'
 import { type ConfigOf, type LoadOptions, loadConfig } from '../core/config/index.ts'
 import { coreSettings } from '../core/settings.ts'
 import { gatewaySettings } from '../gateway/settings.ts'
+import { iamSettings } from '../iam/settings.ts'
+import { isolationSettings } from '../isolation/settings.ts'
+import { pkiSettings } from '../pki/settings.ts'
 import { serverSettings } from './settings.ts'
 
 /** Every module's settings, in resolution order (core first: others may derive from home). */
@@ -12,6 +15,9 @@ export const allSettings = {
   audit: auditSettings,
   authz: authzSettings,
   gateway: gatewaySettings,
+  pki: pkiSettings,
+  iam: iamSettings,
+  isolation: isolationSettings,
 } as const
 
 export type Config = ConfigOf<typeof allSettings>

@@ -69,3 +69,66 @@ describe('audit signing key rotation', () => {
     }
   })
 })
+
+describe('audit trust anchor', () => {
+  it("a rewrite re-signed with a key the owner slipped into audit.keys fails against this host's keys", async () => {
+    const { generateKeyPairSync } = await import('node:crypto')
+    const { auditFixture, recordMany } = await import('./helpers.ts')
+    const { Frontier, leafHash } = await import('../../src/audit/merkle.ts')
+    const { checkpointText, rawPublicKey, signNote, verifierKey } = await import(
+      '../../src/audit/note.ts'
+    )
+    const { verifyDatabase } = await import('../../src/audit/tools.ts')
+    const f = await auditFixture()
+    try {
+      await recordMany(f.audit, 20)
+      await f.audit.checkpoints.issue('acme')
+      // The attacker: owner access to the database, but not the signing key file.
+      const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+      const evil = verifierKey('audit.test/log', rawPublicKey(publicKey))
+      const { rows } = await f.db.query<{ idx: number; body: string }>(
+        "SELECT idx, body FROM audit.events WHERE log = 'acme' ORDER BY idx",
+      )
+      const fr = new Frontier()
+      await f.db.transaction(async (tx) => {
+        await tx.query('SET LOCAL session_replication_role = replica')
+        for (const r of rows) {
+          const body = r.body.replace('"outcome":"denied"', '"outcome":"success"')
+          const h = leafHash(Buffer.from(body))
+          fr.append(h)
+          await tx.query(
+            "UPDATE audit.events SET body = $1, leaf_hash = $2, root = $3 WHERE log = 'acme' AND idx = $4",
+            [body, h, fr.root(), r.idx],
+          )
+        }
+        await tx.query("UPDATE audit.heads SET root = $1, frontier = $2 WHERE log = 'acme'", [
+          fr.root(),
+          Buffer.concat(fr.hashes),
+        ])
+        await tx.query("DELETE FROM audit.nodes WHERE log = 'acme'")
+        await tx.query("DELETE FROM audit.checkpoints WHERE log = 'acme'")
+        await tx.query('INSERT INTO audit.keys (key_id, name, vkey) VALUES ($1, $2, $3)', [
+          evil.id.toString('hex'),
+          evil.name,
+          evil.vkey,
+        ])
+        const note = signNote(
+          checkpointText({ origin: 'audit.test/log/acme', size: 20, root: fr.root() }),
+          [{ name: evil.name, id: evil.id, privateKey }],
+        )
+        await tx.query(
+          "INSERT INTO audit.checkpoints (log, size, root, key_id, note) VALUES ('acme', 20, $1, $2, $3)",
+          [fr.root(), evil.id.toString('hex'), note],
+        )
+      })
+      // Trusting the database's own key list, the forgery passes: that is why it is not the default.
+      assert.equal((await verifyDatabase(f.db, { logs: ['acme'] })).ok, true)
+      const local = await f.audit.keys.localVerifierKeys()
+      const report = await verifyDatabase(f.db, { logs: ['acme'], keys: local, trust: 'local' })
+      assert.equal(report.ok, false)
+      assert.equal(report.trust, 'local')
+    } finally {
+      await f.close()
+    }
+  })
+})

@@ -29,7 +29,7 @@ const cases: Case[] = [
   ['tenant-admin', 'domain.create', ['Domain', 'd2'], 'allow'],
   ['tenant-admin', 'policy.update', ['Policy', 't1-policy'], 'deny'], // sensitive without MFA
   ['tenant-admin', 'policy.update', ['Policy', 't1-policy'], 'allow', MFA],
-  ['tenant-admin', 'audit.read', ['AuditLog', 't1-audit'], 'allow'],
+  ['tenant-admin', 'auditlog.read', ['AuditLog', 't1-audit'], 'allow'],
   ['tenant-admin', 'tenant.delete', ['Tenant', 't1'], 'deny', MFA], // platform-only action
   ['tenant-admin', 'cluster.read', ['Cluster', 'x1'], 'deny'], // other tenant
   // domain-admin at d1: projects p1, p2 and their resources; not d2
@@ -60,10 +60,10 @@ const cases: Case[] = [
   ['billing-viewer', 'billing.read', ['Project', 'p3'], 'allow'],
   ['billing-viewer', 'cluster.read', ['Cluster', 'c1'], 'deny'],
   // auditor at org: read audit only
-  ['auditor', 'audit.read', ['AuditLog', 't1-audit'], 'allow'],
-  ['auditor', 'audit.export', ['AuditLog', 't1-audit'], 'deny', MFA],
+  ['auditor', 'auditlog.read', ['AuditLog', 't1-audit'], 'allow'],
+  ['auditor', 'auditlog.export', ['AuditLog', 't1-audit'], 'deny', MFA],
   ['auditor', 'cluster.read', ['Cluster', 'c1'], 'deny'],
-  ['auditor', 'audit.read', ['AuditLog', 't2-audit'], 'deny'],
+  ['auditor', 'auditlog.read', ['AuditLog', 't2-audit'], 'deny'],
   // group membership: devs are members of p2
   ['dev', 'cluster.update', ['Cluster', 'c2'], 'allow'],
   ['dev', 'cluster.update', ['Cluster', 'c1'], 'deny'],
@@ -76,7 +76,7 @@ const cases: Case[] = [
   ['op-admin', 'cluster.update', ['Cluster', 'x1'], 'allow'],
   ['op-admin', 'tenant.delete', ['Tenant', 't2'], 'allow', MFA],
   ['op-admin', 'tenant.delete', ['Tenant', 't2'], 'deny'],
-  ['op-sec', 'audit.read', ['AuditLog', 't2-audit'], 'allow'],
+  ['op-sec', 'auditlog.read', ['AuditLog', 't2-audit'], 'allow'],
   ['op-sec', 'policy.read', ['Policy', 't1-policy'], 'allow'],
   ['op-sec', 'cluster.update', ['Cluster', 'c1'], 'deny'],
   ['t2-admin', 'cluster.update', ['Cluster', 'x1'], 'allow'],
@@ -95,7 +95,7 @@ describe('built-in roles at each scope', () => {
 
 describe('guard rails', () => {
   test('MFA-required action denied without mfa in amr, and with a stale authentication', async () => {
-    const noMfa = await w.decide(U('project-admin'), 'pki.issue', ['Cluster', 'c1'], {
+    const noMfa = await w.decide(U('project-admin'), 'certificate.issue', ['Cluster', 'c1'], {
       amr: ['pwd'],
       auth_time: MFA.auth_time,
     })

@@ -88,10 +88,20 @@ export interface GatewayWorld {
   close(): Promise<void>
 }
 
+/** More routes and, optionally, the real event sink (e.g. the audit log) for a world. */
+export interface WorldExtension {
+  routes: AnyApiRoute[]
+  events?: EventSink
+  /** Routes outside the API (e.g. public verifier keys), mounted like a component's. */
+  mount?(app: FastifyInstance): Promise<void> | void
+  close?(): Promise<void>
+}
+
 export async function gatewayWorld(
   options: {
     routes?: AnyApiRoute[]
     limits?: Partial<Parameters<typeof registerApi>[1]['limits']>
+    extend?: (ctx: { db: Db; authz: AuthzService }) => Promise<WorldExtension>
   } = {},
 ): Promise<GatewayWorld> {
   const database: TestDatabase = await migratedDatabase(allMigrations.slice(1))
@@ -154,13 +164,14 @@ export async function gatewayWorld(
     decide: (r) => (pdpState.failing ? Promise.reject(new Error('pdp down')) : authz.pdp.decide(r)),
   }
   const projects = new Set(['acme/p1', 'acme/p2', 'globex/q1'])
+  const extension = await options.extend?.({ db, authz })
   await registerApi(
     app,
     {
       db,
       authority,
       pdp,
-      events,
+      events: extension?.events ?? events,
       clock: systemClock,
       tenantExists: async (t) => ['platform', 'acme', 'globex'].includes(t),
       limits: {
@@ -170,13 +181,17 @@ export async function gatewayWorld(
         ...options.limits,
       },
     },
-    options.routes ??
-      resourceRoutes({
-        db,
-        entities: authz.writer,
-        projectExists: async (t, p) => projects.has(`${t}/${p}`),
-      }),
+    [
+      ...(options.routes ??
+        resourceRoutes({
+          db,
+          entities: authz.writer,
+          projectExists: async (t, p) => projects.has(`${t}/${p}`),
+        })),
+      ...(extension?.routes ?? []),
+    ],
   )
+  await extension?.mount?.(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const url = new URL(`https://127.0.0.1:${(app.server.address() as { port: number }).port}`)
   return {
@@ -205,6 +220,7 @@ export async function gatewayWorld(
     bind,
     async close() {
       await app.close()
+      await extension?.close?.()
       await authz.stop()
       await database.close()
       await rm(home, { recursive: true, force: true })

@@ -41,7 +41,17 @@ export class TestAuthority implements TokenAuthority {
 
   async token(
     realm: string,
-    opts: { sub?: string; service?: boolean; scope?: CredentialScope; amr?: string[]; authTime?: number; sid?: string; ttl?: number; iat?: number; claims?: Record<string, unknown> } = {},
+    opts: {
+      sub?: string
+      service?: boolean
+      scope?: CredentialScope
+      amr?: string[]
+      authTime?: number
+      sid?: string
+      ttl?: number
+      iat?: number
+      claims?: Record<string, unknown>
+    } = {},
   ): Promise<string> {
     const k = await this.keyOf(realm)
     const now = opts.iat ?? Math.floor(Date.now() / 1000)
@@ -78,7 +88,8 @@ export class TestAuthority implements TokenAuthority {
     if (this.revokedJti.has(String(payload.jti))) throw new Error('revoked')
     if (payload.sid && this.revokedSid.has(String(payload.sid))) throw new Error('session revoked')
     const t = String(payload.tscope)
-    const scope: CredentialScope = t === 'org' ? { kind: 'org' } : { kind: t.split(':')[0] as 'domain', id: t.split(':')[1]! }
+    const scope: CredentialScope =
+      t === 'org' ? { kind: 'org' } : { kind: t.split(':')[0] as 'domain', id: t.split(':')[1]! }
     return {
       sub: String(payload.sub),
       tid: realm,

@@ -99,6 +99,10 @@ export function registerAudit(program: Command) {
     )
     .option('--log <name>', 'only this log (repeatable)', collect)
     .option('--key <vkey>', 'trusted checkpoint verifier key name+id+key (repeatable)', collect)
+    .option(
+      '--trust-database-keys',
+      "trust the database's own key list instead of this host's signing keys",
+    )
     .option('--json', 'print the report as JSON')
     .action((o) =>
       run(async () => {
@@ -116,9 +120,19 @@ export function registerAudit(program: Command) {
         if (o.file) report = await verifyFile(o.file, options)
         else if (o.store) report = await verifyObjectStore(await openStore(o.store), options)
         else {
-          const { db } = await openConfiguredDb(o.database)
+          const { db, config } = await openConfiguredDb(o.database)
           try {
-            report = await verifyDatabase(db, options)
+            // Without --key, trust the keys whose private halves this host holds: an owner of
+            // the database could add a key of their own to audit.keys and re-sign a rewrite.
+            const local = keys
+              ? []
+              : await new KeyRing(db, config.audit.keyDir, config.audit.origin).localVerifierKeys()
+            report = await verifyDatabase(
+              db,
+              local.length > 0 && !o.trustDatabaseKeys
+                ? { ...options, keys: local, trust: 'local' }
+                : options,
+            )
           } finally {
             await db.close()
           }

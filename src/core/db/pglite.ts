@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
 import { assertIdentifier } from './names.ts'
 import { applyLocals, parseInt8 } from './postgres.ts'
@@ -24,6 +25,21 @@ async function run<R>(
   return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
 }
 
+/**
+ * PGlite has one connection: a query on the database issued from inside a transaction's own
+ * callback would wait for that transaction forever. Such calls fail fast instead.
+ */
+const insideTransaction = new AsyncLocalStorage<true>()
+
+export class NestedQueryError extends Error {
+  override name = 'NestedQueryError'
+  constructor() {
+    super(
+      'query on the database from inside a transaction: use the transaction handle (PGlite has one connection)',
+    )
+  }
+}
+
 /** Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. */
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
@@ -47,6 +63,7 @@ export class PgliteDb implements Db {
   }
 
   query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
+    if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
     return run<R>(this.#pg, sql, params)
   }
 
@@ -54,19 +71,22 @@ export class PgliteDb implements Db {
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    return this.#pg.transaction(async (inner) => {
-      const tx: Transaction = {
-        query: (sql, params) => run(inner, sql, params),
-        exec: async (sql) => {
-          await inner.exec(sql)
-        },
-      }
-      if (options.isolation && options.isolation !== 'read committed') {
-        await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
-      }
-      await applyLocals(tx, options)
-      return fn(tx)
-    })
+    if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
+    return this.#pg.transaction((inner) =>
+      insideTransaction.run(true, async () => {
+        const tx: Transaction = {
+          query: (sql, params) => run(inner, sql, params),
+          exec: async (sql) => {
+            await inner.exec(sql)
+          },
+        }
+        if (options.isolation && options.isolation !== 'read committed') {
+          await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
+        }
+        await applyLocals(tx, options)
+        return fn(tx)
+      }),
+    )
   }
 
   async listen(channel: string, handler: NotificationHandler) {

@@ -214,3 +214,31 @@ describe(`migrations on ${testEngine}`, () => {
     }
   })
 })
+
+describe('PGlite single-connection guard', {
+  skip: testEngine !== 'pglite' && 'PGlite only',
+}, () => {
+  it('a query on the database from inside a transaction fails fast instead of deadlocking', async () => {
+    const t = await freshDatabase()
+    try {
+      await assert.rejects(
+        t.db.transaction(async () => {
+          await t.db.query('SELECT 1')
+        }),
+        /use the transaction handle/,
+      )
+      await assert.rejects(
+        t.db.transaction(async () => t.db.transaction(async () => {})),
+        /use the transaction handle/,
+      )
+      // Unrelated concurrent work outside the transaction still just waits its turn.
+      const [a, b] = await Promise.all([
+        t.db.transaction(async (tx) => (await tx.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n),
+        t.db.query<{ n: number }>('SELECT 2 AS n'),
+      ])
+      assert.equal(a + b.rows[0]!.n, 3)
+    } finally {
+      await t.close()
+    }
+  })
+})

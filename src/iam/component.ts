@@ -1,0 +1,149 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { rootCertificates } from 'node:tls'
+import type { FastifyInstance } from 'fastify'
+import type { EntityWriter } from '../authz/contract.ts'
+import type { Component, Runtime } from '../server/component.ts'
+import type { AdminDeps } from './admin/context.ts'
+import { Authenticator } from './authn.ts'
+import { bootstrap } from './bootstrap.ts'
+import { Federation } from './federation.ts'
+import { caFetch } from './https-fetch.ts'
+import { createSealer, loadKek } from './kek.ts'
+import { ensureKeys } from './keys.ts'
+import { issuerOf } from './provider.ts'
+import { ProviderCache } from './providers.ts'
+import { iamRoutes } from './routes.ts'
+import { createIamService, type IamService } from './service.ts'
+import { AccessTokenVerifier } from './verify.ts'
+
+export interface IamDeps {
+  /** The authz entity mirror (written in the same transaction as each directory change). */
+  entities: EntityWriter
+}
+
+export interface Iam {
+  component: Component
+  service: IamService
+  /** Mounts /realms/{realm}/… (OIDC + login pages); also called by component.routes. */
+  routes: (app: FastifyInstance) => Promise<void>
+  /** Dependencies for the management functions in src/iam/admin/*. */
+  admin: AdminDeps
+  /** Rotates due signing keys of every realm (also run hourly by the component). */
+  rotateKeys(): Promise<number>
+  /** The realm's oidc-provider instance (tests, benchmarks). */
+  provider(realm: string): Promise<import('oidc-provider').Provider | undefined>
+}
+
+const ROTATION_CHECK_MS = 60 * 60 * 1000
+
+export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
+  const settings = rt.config.iam
+  const kek = await loadKek(rt.config.core.home, settings.keyEncryptionKey)
+  const sealer = createSealer(kek)
+  const apiAudience = `${rt.publicUrl.origin}/api`
+  const issuer = (realm: string) => issuerOf(rt.publicUrl, realm)
+  const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience)
+  const keyPolicy = { rotationInterval: settings.keyRotationInterval, overlap: settings.keyOverlap }
+  const providers: ProviderCache = new ProviderCache(
+    {
+      db: rt.db,
+      sealer,
+      kek,
+      events: rt.events,
+      verifier,
+      publicUrl: rt.publicUrl,
+      apiAudience,
+      ttl: {
+        accessToken: settings.accessTokenTtl,
+        idToken: settings.idTokenTtl,
+        refreshIdle: settings.refreshTokenIdle,
+        refreshMax: settings.refreshTokenMax,
+      },
+    },
+    settings.providerCacheSize,
+    async (realm) => {
+      await ensureKeys(rt.db, sealer, rt.events, realm, keyPolicy)
+    },
+  )
+  const ensure = async (realm: string) => {
+    if (await ensureKeys(rt.db, sealer, rt.events, realm, keyPolicy)) providers.evict(realm)
+  }
+  const authn = new Authenticator(rt.db, rt.events, sealer, {
+    threshold: settings.lockoutThreshold,
+    duration: settings.lockoutDuration,
+    ipLimit: settings.ipThrottleLimit,
+  })
+  const admin: AdminDeps = {
+    db: rt.db,
+    events: rt.events,
+    entities: deps.entities,
+    sealer,
+    onRealmChanged: (realm) => providers.evict(realm),
+  }
+  const service = createIamService({
+    db: rt.db,
+    publicUrl: rt.publicUrl,
+    apiAudience,
+    verifier,
+    defaultAccessTokenTtlMs: settings.accessTokenTtl,
+  })
+
+  async function rotateKeys() {
+    const { rows } = await rt.db.query<{ id: string }>(
+      'SELECT id FROM iam.realms WHERE NOT disabled',
+    )
+    let rotated = 0
+    for (const { id } of rows) {
+      if (await ensureKeys(rt.db, sealer, rt.events, id, keyPolicy)) {
+        providers.evict(id)
+        rotated++
+      }
+    }
+    await rt.db.query('DELETE FROM iam.oidc_payloads WHERE expires_at < now()')
+    await rt.db.query('DELETE FROM iam.revoked_sessions WHERE expires_at < now()')
+    await rt.db.query('DELETE FROM iam.revoked_tokens WHERE expires_at < now()')
+    return rotated
+  }
+
+  // Upstream IdPs are trusted through the system roots plus the internal CA (a realm of another
+  // Dflare, or of this one, can be an upstream).
+  const internalCa = await readFile(join(rt.config.core.home, 'pki', 'ca.crt'), 'utf8').catch(
+    () => undefined,
+  )
+  const federation = new Federation({
+    db: rt.db,
+    sealer,
+    events: rt.events,
+    admin,
+    issuer,
+    fetch: caFetch(internalCa ? [...rootCertificates, internalCa] : [...rootCertificates]),
+  })
+  const routes = (app: FastifyInstance) =>
+    iamRoutes(app, { db: rt.db, kek, providers, authn, federation })
+  let timer: NodeJS.Timeout | undefined
+
+  const component: Component = {
+    name: 'iam',
+    routes,
+    async start() {
+      await bootstrap({
+        deps: admin,
+        home: rt.config.core.home,
+        issuer: issuer('platform'),
+        ensureKeys: ensure,
+        log: rt.log,
+      })
+      await rotateKeys()
+      timer = setInterval(() => {
+        rotateKeys().catch((err) => rt.log.error({ err: String(err) }, 'iam: key rotation failed'))
+      }, ROTATION_CHECK_MS)
+      timer.unref()
+    },
+    async stop() {
+      if (timer) clearInterval(timer)
+    },
+  }
+  const provider = async (realm: string) => (await providers.get(realm))?.provider
+  return { component, service, routes, admin, rotateKeys, provider }
+}

@@ -1,0 +1,50 @@
+import type { JWK } from 'jose'
+import type { Db } from '../core/db/index.ts'
+import { publishedKeys } from './keys.ts'
+import { issuerOf } from './provider.ts'
+import type { AccessTokenClaims, AccessTokenVerifier } from './verify.ts'
+
+/** What the gateway needs from identity, nothing more. */
+export interface IamService {
+  realmExists(realm: string): Promise<boolean>
+  issuer(realm: string): string
+  /** Audience of platform API access tokens. */
+  readonly apiAudience: string
+  /** Public keys currently published for the realm (current, next, overlapping previous). */
+  jwks(realm: string): Promise<{ keys: JWK[] }>
+  /** Full verification (signature, iss, aud, typ, exp/nbf, tenant, scope, revocation). */
+  verifyAccessToken(token: string, expectedRealm: string): Promise<AccessTokenClaims>
+  isSessionRevoked(realm: string, sid: string): Promise<boolean>
+  isTokenRevoked(jti: string): Promise<boolean>
+  /** Seconds; a revocation is visible to the gateway within this long at most. */
+  maxAccessTokenTtl(realm: string): Promise<number>
+}
+
+export function createIamService(opts: {
+  db: Db
+  publicUrl: URL
+  apiAudience: string
+  verifier: AccessTokenVerifier
+  defaultAccessTokenTtlMs: number
+}): IamService {
+  const { db, publicUrl, verifier } = opts
+  return {
+    apiAudience: opts.apiAudience,
+    async realmExists(realm) {
+      const r = await db.query('SELECT 1 FROM iam.realms WHERE id = $1 AND NOT disabled', [realm])
+      return r.rows.length === 1
+    },
+    issuer: (realm) => issuerOf(publicUrl, realm),
+    jwks: async (realm) => ({ keys: await publishedKeys(db, realm) }),
+    verifyAccessToken: (token, realm) => verifier.verify(token, realm),
+    isSessionRevoked: (realm, sid) => verifier.isSessionRevoked(realm, sid),
+    isTokenRevoked: (jti) => verifier.isTokenRevoked(jti),
+    async maxAccessTokenTtl(realm) {
+      const { rows } = await db.query<{ ttl: number | null }>(
+        'SELECT access_token_ttl AS ttl FROM iam.realms WHERE id = $1',
+        [realm],
+      )
+      return Math.min(900, rows[0]?.ttl ?? Math.round(opts.defaultAccessTokenTtlMs / 1000))
+    },
+  }
+}
