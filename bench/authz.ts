@@ -215,7 +215,7 @@ const ACTIONS = [
   'volume.read',
   'volume.delete',
   'network.update',
-  'audit.read',
+  'auditlog.read',
   'cluster.list',
 ]
 
@@ -241,7 +241,7 @@ function buildRequests(tenants: Tenant[]): Req[] {
     const r = pick(target.resources)
     const act =
       r.type === 'AuditLog'
-        ? 'audit.read'
+        ? 'auditlog.read'
         : pick(ACTIONS.filter((a) => a.startsWith(r.type.toLowerCase())))
     const context: Record<string, unknown> = {
       hour: Math.floor(rand() * 24),
