@@ -2,6 +2,7 @@ import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 import formbody from '@fastify/formbody'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Db } from '../core/db/index.ts'
+import { hijackWithHeaders } from '../server/hijack.ts'
 import { DbAdapter } from './adapter.ts'
 import type { Authenticator, RequestInfo } from './authn.ts'
 import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
@@ -88,7 +89,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
     const handler = async (req: FastifyRequest, reply: FastifyReply) => {
       const found = await realmProvider(req, reply)
       if (!found) return
-      reply.hijack()
+      hijackWithHeaders(reply)
       const raw = req.raw as typeof req.raw & { originalUrl?: string }
       const prefix = `/realms/${found.realm}`
       raw.originalUrl = raw.url
@@ -186,7 +187,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
       userId: string,
       amr: string[],
     ) {
-      reply.hijack()
+      hijackWithHeaders(reply)
       await rp.provider.interactionFinished(
         req.raw,
         reply.raw,
@@ -219,7 +220,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
       for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {}))
         grant.addResourceScope(indicator, (scopes as string[]).join(' '))
       const grantId = await grant.save()
-      reply.hijack()
+      hijackWithHeaders(reply)
       await rp.provider.interactionFinished(
         req.raw,
         reply.raw,
@@ -410,7 +411,7 @@ account (${esc(details.params.scope)}).</p>
       const { rp, body, details } = it
       if (details.prompt.name !== 'consent') return html(reply, page('Sign-in error', ''), 400)
       if (body.decision === 'allow') return consent(rp, req, reply, details)
-      reply.hijack()
+      hijackWithHeaders(reply)
       await rp.provider.interactionFinished(
         req.raw,
         reply.raw,

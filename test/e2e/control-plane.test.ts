@@ -71,6 +71,17 @@ describe('control plane end to end', () => {
     assert.ok(!logs.includes(boot.admin_password!))
   })
 
+  it('OIDC responses (handed to oidc-provider) carry HSTS, the security headers and the correlation id', async () => {
+    const r = await httpsRequest(`${boot.issuer}/.well-known/openid-configuration`, {
+      ca: server.caPem,
+      headers: { 'x-correlation-id': 'oidc-headers-probe-1' },
+    })
+    assert.equal(r.status, 200)
+    assert.equal(r.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains')
+    assert.equal(r.headers['x-content-type-options'], 'nosniff')
+    assert.equal(r.headers['x-correlation-id'], 'oidc-headers-probe-1')
+  })
+
   it('issues RS256 JWT access tokens (RFC 9068) for the platform API', () => {
     const header = decodeProtectedHeader(token)
     assert.equal(header.alg, 'RS256')
