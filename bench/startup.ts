@@ -21,10 +21,12 @@ function once(home: string): Promise<{ wallMs: number; startupMs: number; rssMiB
   })
   return new Promise((resolve, reject) => {
     let out = ''
+    let seen = false
     child.stdout.on('data', (d) => {
       out += d
       for (const line of out.split('\n')) {
-        if (!line.includes('"dflare is up"')) continue
+        if (seen || !line.includes('"dflare is up"')) continue
+        seen = true
         const entry = JSON.parse(line)
         const wallMs = performance.now() - started
         child.once('exit', () =>
@@ -37,7 +39,8 @@ function once(home: string): Promise<{ wallMs: number; startupMs: number; rssMiB
     child.once('error', reject)
     child.once(
       'exit',
-      (code) => code !== 0 && reject(new Error(`dflare up exited ${code}: ${out}`)),
+      (code, signal) =>
+        code !== 0 && reject(new Error(`dflare up exited ${code ?? signal}: ${out.slice(-400)}`)),
     )
   })
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { identityRoutes } from '../api/iam-routes.ts'
 import { openApiRoute, registerOpenApi } from '../api/openapi.ts'
 import { resourceRoutes } from '../api/resources.ts'
 import { createAudit } from '../audit/component.ts'
@@ -138,6 +139,7 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         projectExists: async (tenant, project) =>
           (await listProjects(iam.admin, tenant)).some((p) => p.id === project),
       }),
+      ...identityRoutes({ admin: iam.admin, pdp: authz.service.pdp }),
       ...authz.apiRoutes,
       ...audit.apiRoutes,
       ...pki.apiRoutes,

@@ -9,21 +9,6 @@ import type { Config } from './config.ts'
 export async function runUntilSignal(config: Config, log: Logger): Promise<void> {
   const started = performance.now()
   const plane = await createControlPlane(config, log)
-  const url = await plane.listen()
-  ;(globalThis as { dflareKeepAlive?: boolean }).dflareKeepAlive = true
-  log.info(
-    {
-      url: url.toString(),
-      home: config.core.home,
-      database: plane.runtime.db.engine,
-      objectStore: plane.runtime.objects.location,
-      caCert: plane.caPath,
-      startupMs: Math.round(performance.now() - started),
-      rssMiB: Math.round(process.memoryUsage().rss / 1048576),
-    },
-    'dflare is up',
-  )
-
   let stopping = false
   const stop = async (signal: string) => {
     if (stopping) return
@@ -43,6 +28,22 @@ export async function runUntilSignal(config: Config, log: Logger): Promise<void>
       process.exit(1)
     }
   }
-  process.once('SIGTERM', () => void stop('SIGTERM'))
-  process.once('SIGINT', () => void stop('SIGINT'))
+  // Installed before anything is announced (Node only traps a signal once a listener exists);
+  // repeated signals during shutdown are ignored; the grace timer bounds a hung shutdown.
+  process.on('SIGTERM', () => void stop('SIGTERM'))
+  process.on('SIGINT', () => void stop('SIGINT'))
+  const url = await plane.listen()
+  ;(globalThis as { dflareKeepAlive?: boolean }).dflareKeepAlive = true
+  log.info(
+    {
+      url: url.toString(),
+      home: config.core.home,
+      database: plane.runtime.db.engine,
+      objectStore: plane.runtime.objects.location,
+      caCert: plane.caPath,
+      startupMs: Math.round(performance.now() - started),
+      rssMiB: Math.round(process.memoryUsage().rss / 1048576),
+    },
+    'dflare is up',
+  )
 }
