@@ -1,15 +1,13 @@
-import {
-  KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
-  PatchStrategy,
-} from '@kubernetes/client-node'
+import type { KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node'
 import YAML from 'yaml'
 import { type Change, type DesiredObject, sha256 } from '../types.ts'
 import type { FileDriver } from './files.ts'
 import { type Driver, diff } from './types.ts'
 
 const FIELD_MANAGER = 'dflare-isolation'
+
+// The client library takes about a second to load: only processes with a kubeconfig pay for it.
+const k8s = () => import('@kubernetes/client-node')
 
 /** True when every field set in `want` has the same value in `have` (the API server adds fields). */
 export function contains(have: unknown, want: unknown): boolean {
@@ -68,9 +66,10 @@ export class KubernetesDriver implements Driver {
     this.#files = files
   }
 
-  #client(cluster: string) {
+  async #client(cluster: string) {
     let c = this.#clients.get(cluster)
     if (!c) {
+      const { KubeConfig, KubernetesObjectApi } = await k8s()
       const kc = new KubeConfig()
       kc.loadFromFile(this.#kubeconfig)
       if (!kc.getContextObject(cluster))
@@ -82,14 +81,15 @@ export class KubernetesDriver implements Driver {
     return c
   }
 
-  #clusters(): string[] {
+  async #clusters(): Promise<string[]> {
+    const { KubeConfig } = await k8s()
     const kc = new KubeConfig()
     kc.loadFromFile(this.#kubeconfig)
     return kc.getContexts().map((c) => c.name)
   }
 
   async #tenantNamespaces(cluster: string, tenant: string) {
-    const list = await this.#client(cluster).list(
+    const list = await (await this.#client(cluster)).list(
       'v1',
       'Namespace',
       undefined,
@@ -104,7 +104,7 @@ export class KubernetesDriver implements Driver {
 
   async observe(tenant: string, desired: readonly DesiredObject[]): Promise<Map<string, string>> {
     const out = new Map<string, string>()
-    for (const cluster of this.#clusters()) {
+    for (const cluster of await this.#clusters()) {
       const id = `${cluster}.yaml`
       const want = desired.find((o) => o.id === id)
       const present = await this.#tenantNamespaces(cluster, tenant)
@@ -121,7 +121,7 @@ export class KubernetesDriver implements Driver {
       for (const o of objects) {
         if (!same) break
         try {
-          same = contains(await this.#client(cluster).read(o as never), o)
+          same = contains(await (await this.#client(cluster)).read(o as never), o)
           any = true
         } catch (err) {
           if ((err as { code?: number }).code !== 404) throw err
@@ -138,7 +138,7 @@ export class KubernetesDriver implements Driver {
   }
 
   async apply(tenant: string, object: DesiredObject) {
-    const client = this.#client(object.id.replace(/\.yaml$/, ''))
+    const client = await this.#client(object.id.replace(/\.yaml$/, ''))
     const objects = objectsOf(object)
     const wanted = new Set(
       objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name!),
@@ -150,7 +150,7 @@ export class KubernetesDriver implements Driver {
         undefined,
         FIELD_MANAGER,
         true,
-        PatchStrategy.ServerSideApply,
+        (await k8s()).PatchStrategy.ServerSideApply,
       )
     // Namespaces of the tenant no longer in the spec go, with everything in them.
     for (const ns of await this.#tenantNamespaces(object.id.replace(/\.yaml$/, ''), tenant))
@@ -161,7 +161,7 @@ export class KubernetesDriver implements Driver {
 
   async delete(tenant: string, id: string) {
     const cluster = id.replace(/\.yaml$/, '')
-    const client = this.#client(cluster)
+    const client = await this.#client(cluster)
     for (const ns of await this.#tenantNamespaces(cluster, tenant))
       await client.delete({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })
     await this.#files.delete(tenant, id)
