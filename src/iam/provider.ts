@@ -5,19 +5,16 @@ import type { Db } from '../core/db/index.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { ClientAdapter, DbAdapter, recordRevokedSids } from './adapter.ts'
 import { errorLine, esc, page } from './html.ts'
+import { ACR_FED, ACR_MFA, ACR_PWD, issuerOf, TOKEN_EXCHANGE } from './issuer.ts'
 import type { Sealer } from './kek.ts'
 import { loadKeys } from './keys.ts'
 import { formatTokenScope, isNarrowing, SCOPE_CLAIM, scopeFromParam } from './scope.ts'
 import type { AccessTokenVerifier } from './verify.ts'
 import { TokenRejected } from './verify.ts'
 
-export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
+export { ACR_FED, ACR_MFA, ACR_PWD, issuerOf, TOKEN_EXCHANGE }
+
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
-/** Authentication context classes: password only, or password and a second factor. */
-export const ACR_PWD = 'urn:dflare:acr:pwd'
-export const ACR_MFA = 'urn:dflare:acr:mfa'
-/** Authenticated by a trusted upstream identity provider (SSO federation). */
-export const ACR_FED = 'urn:dflare:acr:fed'
 
 export interface ProviderDeps {
   db: Db
@@ -32,10 +29,6 @@ export interface ProviderDeps {
 }
 
 type RealmRow = { id: string; access_token_ttl: number | null; disabled: boolean }
-
-export function issuerOf(publicUrl: URL, realm: string) {
-  return `${publicUrl.origin}/realms/${realm}`
-}
 
 function cookieKeys(kek: Buffer, realm: string) {
   return [

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
-import { buildProvider, type ProviderDeps } from './provider.ts'
+import type { ProviderDeps } from './provider.ts'
 
 export interface RealmProvider {
   provider: Provider
@@ -52,6 +52,8 @@ export class ProviderCache {
     const row = rows[0]
     if (!row || row.disabled) return undefined
     await this.#beforeBuild(realm)
+    // oidc-provider loads on first use of any realm, not at process start.
+    const { buildProvider } = await import('./provider.ts')
     const provider = await buildProvider(this.#deps, row)
     return { provider, handle: provider.callback() }
   }

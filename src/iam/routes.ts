@@ -9,8 +9,8 @@ import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
 import { totpUri } from './credentials/totp.ts'
 import { type Federation, federationCallbackRoute } from './federation.ts'
 import { errorLine, esc, page, STYLESHEET, STYLESHEET_PATH } from './html.ts'
+import { ACR_FED, ACR_MFA, ACR_PWD } from './issuer.ts'
 import { publishedKeys } from './keys.ts'
-import { ACR_FED, ACR_MFA, ACR_PWD } from './provider.ts'
 import type { ProviderCache, RealmProvider } from './providers.ts'
 
 export interface IamRouteDeps {

@@ -1,7 +1,7 @@
 import type { JWK } from 'jose'
 import type { Db } from '../core/db/index.ts'
+import { issuerOf } from './issuer.ts'
 import { publishedKeys } from './keys.ts'
-import { issuerOf } from './provider.ts'
 import type { AccessTokenClaims, AccessTokenVerifier } from './verify.ts'
 
 /** What the gateway needs from identity, nothing more. */
