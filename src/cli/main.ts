@@ -6,6 +6,7 @@ import { registerConfig } from './commands/config.ts'
 import { registerIsolation } from './commands/isolation.ts'
 import { registerLogin } from './commands/login.ts'
 import { registerPki } from './commands/pki.ts'
+import { registerServe } from './commands/serve.ts'
 import { registerTenant } from './commands/tenant.ts'
 import { registerUp } from './commands/up.ts'
 import { registerVersion, VERSION } from './commands/version.ts'
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .version(VERSION, '-V, --version')
     .showHelpAfterError()
   registerUp(program)
+  registerServe(program)
   registerVersion(program)
   registerConfig(program)
   registerAudit(program)

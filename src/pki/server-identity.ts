@@ -94,6 +94,8 @@ export interface ServerTlsOptions {
   hosts: readonly string[]
   kek: Kek
   minVersion?: TlsMinVersion
+  /** The listener verifies client certificates against the CA chain: keep doing so on reload. */
+  clientCa?: boolean
 }
 
 /**
@@ -108,7 +110,12 @@ export async function reloadServerTls(
   const next = await ensureServerTls(options)
   if (next.serial !== current.serial)
     server.setSecureContext(
-      serverTlsOptions({ cert: next.cert, key: next.key, minVersion: options.minVersion }),
+      serverTlsOptions({
+        cert: next.cert,
+        key: next.key,
+        ca: options.clientCa ? next.chain : undefined,
+        minVersion: options.minVersion,
+      }),
     )
   return next
 }

@@ -236,15 +236,21 @@ export function verifyPeer(socket: tls.TLSSocket, policy: PeerPolicy): PeerCheck
  * destroyed before any request on it is read. `recheck()` (call it after each CRL refresh)
  * closes open connections whose peer has since been revoked or expired, so a kept-alive
  * connection does not outlive a revocation. `onRefused` gets the reason (for logs/metrics).
+ * `policy` may be chosen per connection (e.g. by the TLS server name the client sent).
  */
 export function enforcePeerPolicy(
   server: tls.Server,
-  policy: PeerPolicy,
+  policy: PeerPolicy | ((socket: tls.TLSSocket) => PeerPolicy | undefined),
   onRefused?: (reason: string, socket: tls.TLSSocket) => void,
 ): { recheck(): number } {
   const open = new Set<tls.TLSSocket>()
   const refuse = (socket: tls.TLSSocket): boolean => {
-    const check = verifyPeer(socket, policy)
+    // A listener shared by several components picks the policy of the one the client named
+    // (TLS server name); a connection that names none of them is refused.
+    const p = typeof policy === 'function' ? policy(socket) : policy
+    const check = p
+      ? verifyPeer(socket, p)
+      : ({ ok: false, reason: 'unknown_server_name' } as const)
     if (check.ok) return false
     onRefused?.(check.reason, socket)
     socket.destroy()

@@ -34,3 +34,17 @@ export interface Component {
   /** Stops background work; called on shutdown in reverse order, before the db closes. */
   stop?(): Promise<void>
 }
+
+/**
+ * Endpoints a component serves to other components on the internal mutual-TLS listener
+ * (`dflare serve`), under `/internal/v1/<component>/`. Only the callers named here get a
+ * connection: each must present a current, unrevoked certificate of this CA for
+ * `spiffe://<trust domain>/component/<caller>`.
+ */
+export interface InternalApi {
+  readonly component: string
+  /** Component names whose service identities may call (the allow-list). */
+  readonly callers: readonly string[]
+  /** Mounts the routes, relative to `/internal/v1/<component>`. */
+  routes(app: FastifyInstance): Promise<void> | void
+}

@@ -1,70 +1,178 @@
+import { X509Certificate } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
+import type tls from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { identityRoutes } from '../api/iam-routes.ts'
 import { openApiRoute, registerOpenApi } from '../api/openapi.ts'
 import { resourceRoutes } from '../api/resources.ts'
 import { createAudit } from '../audit/component.ts'
+import { auditInternalApi } from '../audit/internal.ts'
+import { RemoteEventSink } from '../audit/remote-sink.ts'
 import { createAuthz } from '../authz/component.ts'
+import type { Pdp } from '../authz/contract.ts'
+import { authzInternalApi } from '../authz/internal.ts'
+import { RemotePdp } from '../authz/remote-pdp.ts'
+import { StoreWriter } from '../authz/writer.ts'
 import { systemClock } from '../core/clock.ts'
-import { type Db, migrate, openDb, pendingMigrations } from '../core/db/index.ts'
+import { ConfigError } from '../core/config/index.ts'
+import type { Transaction } from '../core/db/index.ts'
+import {
+  DataDirLocked,
+  type Db,
+  lockDataDir,
+  migrate,
+  openDb,
+  pendingMigrations,
+} from '../core/db/index.ts'
+import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { openObjectStore } from '../core/objects/index.ts'
+import type { TokenAuthority } from '../gateway/authenticate.ts'
 import { createGateway } from '../gateway/component.ts'
 import { guardApiRoutes } from '../gateway/pipeline.ts'
-import { listProjects } from '../iam/admin/directory.ts'
 import { createIam } from '../iam/component.ts'
+import { iamInternalApi, projectExists } from '../iam/internal.ts'
+import { RemoteIdentity } from '../iam/remote-authority.ts'
 import { isolationApiRoutes } from '../isolation/api.ts'
 import { createIsolation } from '../isolation/component.ts'
 import { createPki } from '../pki/component.ts'
 import { loadKek } from '../pki/kek.ts'
+import { PeerClient } from '../pki/peer-client.ts'
 import { mtlsPrincipal } from '../pki/peer-principal.ts'
+import { CrlChecker, httpCrlSource } from '../pki/revocation.ts'
 import { ensureServerTls, keepServerTlsFresh } from '../pki/server-identity.ts'
+import { fileServiceIdentity, type ServiceIdentity } from '../pki/svid.ts'
+import { serverTlsOptions, type TlsIdentity } from '../pki/tls-policy.ts'
 import { buildApp } from './app.ts'
 import { grantBootstrapRoles } from './bootstrap-roles.ts'
-import type { Component, Runtime } from './component.ts'
+import type { Component, InternalApi, Runtime } from './component.ts'
 import type { Config } from './config.ts'
 import { LogEventSink } from './event-log-sink.ts'
+import { createInternalListener, type InternalListener } from './internal.ts'
 import { allMigrations } from './migrations.ts'
 import { createRedirectServer } from './redirect.ts'
+import {
+  COMPONENTS,
+  type ComponentName,
+  peerServerName,
+  resolveTopology,
+  type ServedComponent,
+} from './topology.ts'
 
 /** A built, not yet listening control plane process. */
 export interface ControlPlane {
   runtime: Runtime
   app: FastifyInstance
   components: Component[]
+  /** The components this process runs. */
+  local: readonly ComponentName[]
   caPath: string
   /** The plain-HTTP redirect listener's address, once listening (when configured). */
   redirectUrl: URL | undefined
+  /** The internal mTLS listener's address, once listening (`dflare serve` with audit, authz or iam). */
+  internalUrl: URL | undefined
   /** Opens the listeners and starts background work; resolves to the HTTPS URL. */
   listen(): Promise<URL>
+  /** Renews every service certificate of this process now and refreshes the CRL (SIGHUP). */
+  rotateIdentities(): Promise<number>
   /** Graceful stop: refuse new requests, finish in-flight ones, stop components, close the db. */
   close(): Promise<void>
+}
+
+export interface PlaneOptions {
+  /** The components to run; every one by default (`dflare up`). */
+  components?: readonly ComponentName[]
+  /** Serve audit, authz and iam to other processes on the internal listener (`dflare serve`). */
+  internal?: boolean
 }
 
 function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, '')
 }
 
-async function openDatabase(config: Config): Promise<Db> {
-  if (config.core.databaseUrl)
-    return openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
+async function openDatabase(config: Config): Promise<{ db: Db; release(): void }> {
+  if (config.core.databaseUrl) {
+    const db = await openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
+    return { db, release: () => {} }
+  }
   const dataDir = join(config.core.home, 'data')
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  return openDb({ kind: 'pglite', dataDir })
-}
-
-/** Builds every enabled component on one Fastify HTTPS server (`dflare up`). */
-export async function createControlPlane(config: Config, log: Logger): Promise<ControlPlane> {
-  await mkdir(config.core.home, { recursive: true, mode: 0o700 })
-  const db = await openDatabase(config)
-  const closeDbOnFailure = async (err: unknown) => {
-    await db.close().catch(() => {})
+  let release: () => void
+  try {
+    release = lockDataDir(dataDir)
+  } catch (err) {
+    if (err instanceof DataDirLocked) throw new ConfigError(`DFLARE_HOME (home): ${err.message}`)
     throw err
   }
-  const setup = await (async () => {
+  try {
+    return { db: await openDb({ kind: 'pglite', dataDir }), release }
+  } catch (err) {
+    release()
+    throw err
+  }
+}
+
+/**
+ * An EventSink whose target is connected once the component's identity exists (a component on
+ * the PKI host gets its certificate from the PKI it is built with). Until then, and if it is
+ * never connected, recording fails: fail closed.
+ */
+class LateSink implements EventSink {
+  target: EventSink | undefined
+  record(event: SecurityEvent, tx?: Transaction): Promise<void> {
+    if (!this.target) return Promise.reject(new Error('the audit log is not connected yet'))
+    return this.target.record(event, tx)
+  }
+}
+
+/** Intermediate(s) of a chain PEM plus the root: the bundle client certificates chain to. */
+function clientCaOf(identity: TlsIdentity): string {
+  const blocks = identity.cert.match(
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+  )
+  return [...(blocks ?? []).slice(1), identity.ca].join('\n')
+}
+
+/** Whether the listener certificate names `host` (a DNS name or an IP address SAN). */
+function certificateNames(identity: TlsIdentity, host: string): boolean {
+  const cert = new X509Certificate(identity.cert)
+  return isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined
+}
+
+/**
+ * Builds the enabled components of one process on one Fastify HTTPS server. `dflare up` runs
+ * every component in one process (the default); `dflare serve --components …` runs a subset:
+ * a dependency running elsewhere is reached over mutual TLS through a small client with the
+ * same interface as the in-process implementation (Pdp, TokenAuthority, EventSink, …).
+ */
+export async function createControlPlane(
+  config: Config,
+  log: Logger,
+  options: PlaneOptions = {},
+): Promise<ControlPlane> {
+  const enabled = options.components ?? COMPONENTS
+  const topology = resolveTopology(config, enabled, { internal: options.internal === true })
+  const has = (c: ComponentName) => topology.local.has(c)
+  for (const env of topology.ignoredPeers)
+    log.warn({ setting: env }, 'peer setting ignored: that component runs in this process')
+  const trustDomain = config.pki.trustDomain
+  const minVersion = config.server.tlsMinVersion
+
+  await mkdir(config.core.home, { recursive: true, mode: 0o700 })
+  const { db, release } = await openDatabase(config)
+  const cleanups: (() => unknown)[] = []
+  const failed = async (err: unknown): Promise<never> => {
+    for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {})
+    await db.close().catch(() => {})
+    release()
+    throw err
+  }
+
+  try {
     const applied = await migrate(db, allMigrations)
     if (applied.length)
       log.info(
@@ -72,6 +180,47 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         'migrations applied',
       )
     const objects = await openObjectStore(config.core.objectStore)
+    cleanups.push(() => objects.close?.())
+    const metrics = createMetrics()
+    const runtime: Runtime = {
+      config,
+      db,
+      objects,
+      log,
+      metrics,
+      clock: systemClock,
+      events: new LogEventSink(log),
+      publicUrl: config.server.publicUrl,
+    }
+
+    // Service identities. Without the PKI in this process they start from the files the
+    // operator issued and renew against the PKI host; the CRL comes from there too.
+    const svids = new Map<ComponentName, ServiceIdentity>()
+    const pkiUrl = topology.pkiUrl
+    let remoteCrl: CrlChecker | undefined
+    if (pkiUrl) {
+      for (const c of topology.identities) {
+        const svid = await fileServiceIdentity({
+          dir: join(config.server.identityDir, c),
+          pkiUrl,
+          minVersion,
+          log: log.child({ component: c }),
+        })
+        svids.set(c, svid)
+        cleanups.push(() => svid.stop())
+      }
+      const rootPem = svids.values().next().value!.current().ca
+      remoteCrl = new CrlChecker({
+        rootPem,
+        source: httpCrlSource(pkiUrl, { rootPem, minVersion }),
+        refreshMs: config.pki.crlRefresh,
+        onError: (err) => log.error({ err: err.message }, 'CRL refresh failed'),
+      })
+      cleanups.push(() => remoteCrl?.stop())
+    }
+
+    // The public listener: the CA's server certificate on the PKI host, else the certificate of
+    // this process's front component (issue it with --host naming the public host names).
     const hosts = [
       ...new Set([
         hostOf(config.server.listen),
@@ -79,142 +228,300 @@ export async function createControlPlane(config: Config, log: Logger): Promise<C
         ...config.server.tlsHosts,
       ]),
     ]
-    const kek = await loadKek(config.pki, config.core.home)
-    const tls = await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts, kek })
-    return { objects, tls, kek, hosts }
-  })().catch(closeDbOnFailure)
+    const kek = has('pki') ? await loadKek(config.pki, config.core.home) : undefined
+    const serverTls = kek
+      ? await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts, kek })
+      : undefined
+    const frontName = (['gateway', 'iam', 'isolation', 'audit', 'authz'] as const).find((c) =>
+      svids.has(c),
+    )
+    const front = frontName ? svids.get(frontName) : undefined
+    if (front && frontName) {
+      const missing = hosts.filter((h) => !certificateNames(front.current(), h))
+      if (missing.length)
+        log.warn(
+          { component: frontName, missing },
+          `the public listener presents the ${frontName} certificate, which does not name every listen/public host; issue it with dflare pki issue --component ${frontName} --host …`,
+        )
+    }
+    const publicTls = serverTls
+      ? { key: serverTls.key, cert: serverTls.cert, clientCa: serverTls.chain }
+      : {
+          key: front!.current().key,
+          cert: front!.current().cert,
+          clientCa: clientCaOf(front!.current()),
+        }
 
-  const metrics = createMetrics()
-  const runtime: Runtime = {
-    config,
-    db,
-    objects: setup.objects,
-    log,
-    metrics,
-    clock: systemClock,
-    events: new LogEventSink(log),
-    publicUrl: config.server.publicUrl,
-  }
-
-  const app = await buildApp({
-    tls: { key: setup.tls.key, cert: setup.tls.cert, minVersion: config.server.tlsMinVersion },
-    clientCa: setup.tls.chain,
-    log,
-    metrics,
-    bodyLimit: config.server.bodyLimit,
-    readiness: {
-      async check() {
-        await db.query('SELECT 1')
-        const pending = await pendingMigrations(db, allMigrations)
-        return pending.length ? `${pending.length} migrations pending` : undefined
-      },
-    },
-  })
-
-  // Audit first: every other component records its security events through it.
-  const audit = await createAudit(runtime)
-  runtime.events = audit.sink
-  const authz = createAuthz(runtime, config.authz)
-  const iam = await createIam(runtime, { entities: authz.service.writer })
-  const pki = await createPki(runtime, { pdp: authz.service.pdp })
-  const revocation = await pki.revocation()
-  const isolation = createIsolation(runtime, {
-    pdp: authz.service.pdp,
-    realmExists: (tenant) => iam.service.realmExists(tenant),
-  })
-
-  // No /api/v1 route may exist outside the gateway; the OpenAPI document collects them all.
-  guardApiRoutes(app)
-  await registerOpenApi(app, runtime.publicUrl)
-  openApiRoute(app)
-  const gateway = createGateway(runtime, {
-    authority: iam.service,
-    pdp: authz.service.pdp,
-    tenantExists: (tenant) => iam.service.realmExists(tenant),
-    identifyPeer: mtlsPrincipal({ trustDomain: config.pki.trustDomain, revocation }),
-    routes: [
-      ...resourceRoutes({
-        db,
-        entities: authz.service.writer,
-        projectExists: async (tenant, project) =>
-          (await listProjects(iam.admin, tenant)).some((p) => p.id === project),
-      }),
-      ...identityRoutes({ admin: iam.admin, pdp: authz.service.pdp }),
-      ...authz.apiRoutes,
-      ...audit.apiRoutes,
-      ...pki.apiRoutes,
-      ...isolationApiRoutes(isolation.service),
-    ],
-  })
-  const bootstrapRoles: Component = {
-    name: 'bootstrap-roles',
-    start: () => grantBootstrapRoles(db, iam.admin, runtime.events),
-  }
-  const components: Component[] = [
-    audit.component,
-    authz,
-    iam.component,
-    bootstrapRoles,
-    pki,
-    gateway,
-  ]
-  for (const c of components) await c.routes?.(app)
-
-  const redirect = config.server.httpRedirectListen
-    ? createRedirectServer(config.server.publicUrl)
-    : undefined
-  let started = false
-  let stopTlsRenewal: (() => void) | undefined
-
-  const plane: ControlPlane = {
-    runtime,
-    app,
-    components,
-    caPath: setup.tls.caPath,
-    redirectUrl: undefined,
-    async listen() {
-      const { hostname, port } = config.server.listen
-      await app.listen({ host: hostOf(config.server.listen), port: Number(port || 443) })
-      const address = app.server.address() as AddressInfo
-      // Listening on port 0 (tests): the default public URL learns the real port, in place, so
-      // every component holding runtime.publicUrl sees it.
-      if (port === '0' && runtime.publicUrl.port === '0')
-        runtime.publicUrl.port = String(address.port)
-      const r = config.server.httpRedirectListen
-      if (redirect && r) {
-        await new Promise<void>((resolve, reject) => {
-          redirect.once('error', reject)
-          redirect.listen(Number(r.port || 80), hostOf(r), resolve)
-        })
-        const ra = redirect.address() as AddressInfo
-        plane.redirectUrl = new URL(`http://${r.hostname}:${ra.port}`)
-      }
-      for (const c of components) await c.start?.()
-      // The listener certificate renews itself at two-thirds of its life, without a restart.
-      stopTlsRenewal = keepServerTlsFresh(
-        app.server as unknown as Parameters<typeof keepServerTlsFresh>[0],
-        setup.tls,
-        {
-          dir: join(config.core.home, 'pki'),
-          hosts: setup.hosts,
-          kek: setup.kek,
-          minVersion: config.server.tlsMinVersion,
-          onError: (err) => log.error({ err }, 'server certificate renewal failed'),
+    const remoteIdentities: RemoteIdentity[] = []
+    const app = await buildApp({
+      tls: { key: publicTls.key, cert: publicTls.cert, minVersion },
+      clientCa: publicTls.clientCa,
+      log,
+      metrics,
+      bodyLimit: config.server.bodyLimit,
+      readiness: {
+        async check() {
+          await db.query('SELECT 1')
+          const pending = await pendingMigrations(db, allMigrations)
+          if (pending.length) return `${pending.length} migrations pending`
+          if (remoteCrl && remoteCrl.number < 0) return `no CRL from the PKI at ${pkiUrl?.host} yet`
+          for (const r of remoteIdentities) {
+            const waiting = r.ready()
+            if (waiting) return waiting
+          }
+          return undefined
         },
+      },
+    })
+    cleanups.push(() => app.close())
+
+    // Audit first: every other component records its security events through it.
+    const audit = has('audit') ? await createAudit(runtime) : undefined
+    if (audit) runtime.events = audit.sink
+    const sinks = new Map<ComponentName, LateSink>()
+    const eventsFor = (c: ComponentName): EventSink => {
+      if (audit) return audit.sink
+      const existing = sinks.get(c)
+      if (existing) return existing
+      const sink = new LateSink()
+      sinks.set(c, sink)
+      return sink
+    }
+    const rtFor = (c: ComponentName): Runtime => ({ ...runtime, events: eventsFor(c) })
+
+    const authz = has('authz') ? createAuthz(runtime, config.authz) : undefined
+    const entities = authz?.service.writer ?? new StoreWriter()
+    const pki = has('pki') ? await createPki(rtFor('pki'), { pdp: authz?.service.pdp }) : undefined
+    if (pki) {
+      cleanups.push(() => pki.stop?.())
+      for (const c of topology.identities) svids.set(c, await pki.identity(c))
+    }
+    const revocation = remoteCrl ?? (await pki!.revocation())
+
+    // Clients for the components that run elsewhere, one per (caller, callee) pair: each caller
+    // presents its own identity, and each callee's allow-list names its callers.
+    const clients: PeerClient[] = []
+    const clientFor = (caller: ComponentName, peer: ServedComponent) => {
+      const url = topology.remote.get(peer)!
+      const client = new PeerClient({
+        peer,
+        url,
+        identity: svids.get(caller)!,
+        trustDomain,
+        serverName: peerServerName(peer, trustDomain),
+        minVersion,
+      })
+      clients.push(client)
+      return client
+    }
+    cleanups.push(() => {
+      for (const c of clients) c.close()
+    })
+    if (!audit)
+      for (const [c, sink] of sinks) sink.target = new RemoteEventSink(clientFor(c, 'audit'))
+    const pdpFor = (c: ComponentName): Pdp =>
+      authz
+        ? authz.service.pdp
+        : new RemotePdp(clientFor(c, 'authz'), log.child({ component: c, peer: 'authz' }))
+
+    const iam = has('iam') ? await createIam(rtFor('iam'), { entities }) : undefined
+    interface Identity extends TokenAuthority {
+      realmExists(realm: string): Promise<boolean>
+      projectExists(realm: string, project: string): Promise<boolean>
+    }
+    const identityFor = (c: ComponentName): Identity => {
+      if (iam)
+        return {
+          ...iam.service,
+          projectExists: (realm: string, project: string) => projectExists(db, realm, project),
+        }
+      const remote = new RemoteIdentity(
+        clientFor(c, 'iam'),
+        log.child({ component: c, peer: 'iam' }),
       )
-      started = true
-      return new URL(`https://${hostname}:${address.port}`)
-    },
-    async close() {
-      stopTlsRenewal?.()
-      redirect?.close()
-      await app.close()
-      if (started)
-        for (const c of [...components].reverse())
-          await c.stop?.().catch((err) => log.error({ err }, `stopping ${c.name} failed`))
-      await runtime.objects.close?.()
-      await db.close()
-    },
+      remoteIdentities.push(remote)
+      return remote
+    }
+
+    const isolation = has('isolation')
+      ? (() => {
+          const identity = identityFor('isolation')
+          return createIsolation(rtFor('isolation'), {
+            pdp: pdpFor('isolation'),
+            realmExists: (tenant) => identity.realmExists(tenant),
+          })
+        })()
+      : undefined
+
+    // No /api/v1 route may exist outside the gateway; the OpenAPI document collects them all.
+    guardApiRoutes(app)
+    let gateway: Component | undefined
+    if (has('gateway')) {
+      await registerOpenApi(app, runtime.publicUrl)
+      openApiRoute(app)
+      const identity = identityFor('gateway')
+      const pdp = pdpFor('gateway')
+      // The gateway fronts the resource API and the API of every component in this process.
+      gateway = createGateway(rtFor('gateway'), {
+        authority: identity,
+        pdp,
+        tenantExists: (tenant) => identity.realmExists(tenant),
+        identifyPeer: mtlsPrincipal({ trustDomain, revocation }),
+        routes: [
+          ...resourceRoutes({
+            db,
+            entities,
+            projectExists: (tenant, project) => identity.projectExists(tenant, project),
+          }),
+          ...(iam ? identityRoutes({ admin: iam.admin, pdp }) : []),
+          ...(authz?.apiRoutes ?? []),
+          ...(audit?.apiRoutes ?? []),
+          ...(pki?.apiRoutes ?? []),
+          ...(isolation ? isolationApiRoutes(isolation.service) : []),
+        ],
+      })
+    }
+    const bootstrapRoles: Component | undefined = iam && {
+      name: 'bootstrap-roles',
+      start: () => grantBootstrapRoles(db, iam.admin, eventsFor('iam')),
+    }
+    const components = [
+      audit?.component,
+      authz,
+      iam?.component,
+      bootstrapRoles,
+      pki,
+      gateway,
+    ].filter((c): c is Component => c !== undefined)
+    for (const c of components) await c.routes?.(app)
+
+    let internal: InternalListener | undefined
+    if (topology.internal) {
+      const apis: InternalApi[] = []
+      if (audit) apis.push(auditInternalApi(audit.sink))
+      if (authz) apis.push(authzInternalApi(authz.service.pdp))
+      if (iam) apis.push(iamInternalApi({ service: iam.service, db }))
+      internal = await createInternalListener({
+        apis,
+        identities: svids,
+        revocation,
+        trustDomain,
+        minVersion,
+        bodyLimit: config.server.bodyLimit,
+        log,
+        metrics,
+      })
+      const listener = internal
+      cleanups.push(() => listener.close())
+    }
+
+    const redirect = config.server.httpRedirectListen
+      ? createRedirectServer(config.server.publicUrl)
+      : undefined
+    let started = false
+    const stops: (() => void)[] = []
+
+    const plane: ControlPlane = {
+      runtime,
+      app,
+      components,
+      local: enabled,
+      caPath: serverTls?.caPath ?? join(config.server.identityDir, frontName!, 'ca.crt'),
+      redirectUrl: undefined,
+      internalUrl: undefined,
+      async listen() {
+        const { hostname, port } = config.server.listen
+        await app.listen({ host: hostOf(config.server.listen), port: Number(port || 443) })
+        const address = app.server.address() as AddressInfo
+        // Listening on port 0 (tests): the default public URL learns the real port, in place, so
+        // every component holding runtime.publicUrl sees it.
+        if (port === '0' && runtime.publicUrl.port === '0')
+          runtime.publicUrl.port = String(address.port)
+        const r = config.server.httpRedirectListen
+        if (redirect && r) {
+          await new Promise<void>((resolve, reject) => {
+            redirect.once('error', reject)
+            redirect.listen(Number(r.port || 80), hostOf(r), resolve)
+          })
+          const ra = redirect.address() as AddressInfo
+          plane.redirectUrl = new URL(`http://${r.hostname}:${ra.port}`)
+        }
+        if (remoteCrl) stops.push(startWithRetry(remoteCrl, config.pki.crlRefresh, log))
+        for (const r of remoteIdentities) {
+          r.start()
+          stops.push(() => r.stop())
+        }
+        for (const c of components) await c.start?.()
+        if (internal) plane.internalUrl = await internal.listen(config.server.internalListen)
+        const server = app.server as unknown as tls.Server
+        if (serverTls && kek) {
+          // The listener certificate renews itself at two-thirds of its life, without a restart.
+          stops.push(
+            keepServerTlsFresh(server, serverTls, {
+              dir: join(config.core.home, 'pki'),
+              hosts,
+              kek,
+              minVersion,
+              clientCa: true,
+              onError: (err) => log.error({ err }, 'server certificate renewal failed'),
+            }),
+          )
+        } else if (front) {
+          stops.push(
+            front.onChange((next) =>
+              server.setSecureContext(
+                serverTlsOptions({ ...next, ca: clientCaOf(next), minVersion }),
+              ),
+            ),
+          )
+        }
+        started = true
+        return new URL(`https://${hostname}:${address.port}`)
+      },
+      async rotateIdentities() {
+        await Promise.all([...svids.values()].map((s) => s.rotate()))
+        await revocation
+          .refresh()
+          .catch((err: Error) => log.error({ err: err.message }, 'CRL refresh failed'))
+        return svids.size
+      },
+      async close() {
+        for (const stop of stops.splice(0)) stop()
+        redirect?.close()
+        await internal?.close()
+        await app.close()
+        if (started)
+          for (const c of [...components].reverse())
+            await c.stop?.().catch((err) => log.error({ err }, `stopping ${c.name} failed`))
+        for (const svid of svids.values()) svid.stop()
+        remoteCrl?.stop()
+        for (const c of clients) c.close()
+        await runtime.objects.close?.()
+        await db.close()
+        release()
+      },
+    }
+    return plane
+  } catch (err) {
+    return failed(err)
   }
-  return plane
+}
+
+/** Loads the first CRL, retrying until the PKI answers (peers are refused until then). */
+function startWithRetry(crl: CrlChecker, refreshMs: number, log: Logger): () => void {
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+  const attempt = () => {
+    crl.start().catch((err: Error) => {
+      if (stopped) return
+      log.warn({ err: err.message }, 'no CRL from the PKI yet; retrying')
+      timer = setTimeout(attempt, Math.min(refreshMs, 5_000)).unref()
+    })
+  }
+  attempt()
+  return () => {
+    stopped = true
+    clearTimeout(timer)
+    crl.stop()
+  }
 }

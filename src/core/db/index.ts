@@ -1,3 +1,4 @@
+export { DataDirLocked, lockDataDir } from './lock.ts'
 export {
   type Migration,
   MigrationError,
