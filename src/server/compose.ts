@@ -317,8 +317,6 @@ export async function createControlPlane(
     cleanups.push(() => {
       for (const c of clients) c.close()
     })
-    if (!audit)
-      for (const [c, sink] of sinks) sink.target = new RemoteEventSink(clientFor(c, 'audit'))
     const pdpFor = (c: ComponentName): Pdp =>
       authz
         ? authz.service.pdp
@@ -394,6 +392,9 @@ export async function createControlPlane(
       gateway,
     ].filter((c): c is Component => c !== undefined)
     for (const c of components) await c.routes?.(app)
+
+    // Every component's events reach the remote audit log with that component's identity.
+    for (const [c, sink] of sinks) sink.target = new RemoteEventSink(clientFor(c, 'audit'))
 
     let internal: InternalListener | undefined
     if (topology.internal) {
