@@ -26,8 +26,12 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Locks this process holds (a lock file with our own pid and not in here is stale). */
+const held = new Set<string>()
+
 export function lockDataDir(dataDir: string): () => void {
   const path = `${dataDir}.lock`
+  if (held.has(path)) throw new DataDirLocked(dataDir, process.pid)
   for (let attempt = 0; attempt < 2; attempt++) {
     let fd: number
     try {
@@ -50,10 +54,12 @@ export function lockDataDir(dataDir: string): () => void {
     }
     writeSync(fd, `${process.pid}\n`)
     closeSync(fd)
+    held.add(path)
     let released = false
     return () => {
       if (released) return
       released = true
+      held.delete(path)
       try {
         if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path)
       } catch {
