@@ -237,7 +237,9 @@ export async function createControlPlane(
     )
     const front = frontName ? svids.get(frontName) : undefined
     if (front && frontName) {
-      const missing = hosts.filter((h) => !certificateNames(front.current(), h))
+      const missing = hosts.filter(
+        (h) => h !== '0.0.0.0' && h !== '::' && !certificateNames(front.current(), h),
+      )
       if (missing.length)
         log.warn(
           { component: frontName, missing },

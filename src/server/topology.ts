@@ -117,7 +117,9 @@ export function resolveTopology(
     throw new ConfigError(
       `${PEER_SETTING.pki.env} (${PEER_SETTING.pki.key}): required because pki does not run in this process; set it to the PKI host's public URL (https://HOST:PORT), which serves /pki/crl and /pki/renew`,
     )
-  const internal = options.internal && SERVED.some((s) => local.has(s))
+  // Peers share the database, so with the embedded one (a single process) nobody could call.
+  const internal =
+    options.internal && !!config.core.databaseUrl && SERVED.some((s) => local.has(s))
   const identities = components.filter(
     (c) =>
       NEEDS[c].some((dep) => remote.has(dep)) ||
