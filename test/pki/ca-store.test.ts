@@ -220,3 +220,62 @@ test('the listener certificate is renewed and hot-reloaded without dropping open
     await t.cleanup()
   }
 })
+
+test('a reloaded listener certificate keeps verifying client certificates (mTLS principals)', async () => {
+  const t = await tempDir()
+  try {
+    const dir = join(t.dir, 'pki')
+    const kek = testKek()
+    const first = await ensureServerTls({ dir, hosts: ['127.0.0.1'], kek })
+    const server = tls.createServer(
+      {
+        ...serverTlsOptions({ cert: first.cert, key: first.key }),
+        ca: first.chain,
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      (s) => s.end(String(s.authorized)),
+    )
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as AddressInfo).port
+    const { ca } = await openCa({ dir, kek })
+    const keys = await generateEcKeyPair()
+    const client = await ca.issue(
+      { kind: 'service', spiffeId: 'spiffe://dflare.local/component/gateway' },
+      keys.publicKey,
+      { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) },
+    )
+    const key = await privateKeyToPem(keys.privateKey)
+    const authorized = () =>
+      new Promise<string>((resolve, reject) => {
+        let out = ''
+        // The client presents its leaf only: the server's CA bundle must hold the intermediate.
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port,
+          ca: first.ca,
+          cert: client.cert.toString('pem'),
+          key,
+        })
+        s.on('data', (d) => {
+          out += d
+        })
+        s.on('end', () => resolve(out))
+        s.on('error', reject)
+      })
+    try {
+      assert.equal(await authorized(), 'true')
+      await reloadServerTls(server, first, {
+        dir,
+        hosts: ['127.0.0.1', 'localhost'],
+        kek,
+        clientCa: true,
+      })
+      assert.equal(await authorized(), 'true', 'still verified after the reload')
+    } finally {
+      server.close()
+    }
+  } finally {
+    await t.cleanup()
+  }
+})
