@@ -118,8 +118,7 @@ export function resolveTopology(
       `${PEER_SETTING.pki.env} (${PEER_SETTING.pki.key}): required because pki does not run in this process; set it to the PKI host's public URL (https://HOST:PORT), which serves /pki/crl and /pki/renew`,
     )
   // Peers share the database, so with the embedded one (a single process) nobody could call.
-  const internal =
-    options.internal && !!config.core.databaseUrl && SERVED.some((s) => local.has(s))
+  const internal = options.internal && !!config.core.databaseUrl && SERVED.some((s) => local.has(s))
   const identities = components.filter(
     (c) =>
       NEEDS[c].some((dep) => remote.has(dep)) ||
@@ -127,8 +126,21 @@ export function resolveTopology(
       // Without a local CA, the public listener presents a component certificate.
       !local.has('pki'),
   )
-  if (!local.has('pki'))
+  if (!local.has('pki')) {
     for (const c of identities) checkIdentityDir(config, join(config.server.identityDir, c), c)
+    // One process trusts one root: every directory must hold the same ca.crt.
+    const roots = new Set(
+      identities.map(
+        (c) =>
+          new X509Certificate(readFileSync(join(config.server.identityDir, c, 'ca.crt')))
+            .fingerprint256,
+      ),
+    )
+    if (roots.size > 1)
+      throw new ConfigError(
+        `DFLARE_IDENTITY_DIR (identity.dir): the component directories in ${config.server.identityDir} hold different ca.crt files; issue them all from the same PKI host`,
+      )
+  }
   return { local, remote, pkiUrl, identities, internal, ignoredPeers }
 }
 
@@ -139,6 +151,11 @@ function checkIdentityDir(config: Config, dir: string, component: ComponentName)
   for (const f of ['cert.pem', 'key.pem', 'ca.crt'])
     if (!existsSync(join(dir, f)))
       throw new ConfigError(`${setting}: no ${f} for component ${component} in ${dir}; ${issue}`)
+  try {
+    new X509Certificate(readFileSync(join(dir, 'ca.crt')))
+  } catch {
+    throw new ConfigError(`${setting}: ${join(dir, 'ca.crt')} is not a PEM certificate`)
+  }
   let cert: X509Certificate
   try {
     cert = new X509Certificate(readFileSync(join(dir, 'cert.pem')))
