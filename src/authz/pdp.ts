@@ -9,7 +9,7 @@ import type { Clock } from '../core/clock.ts'
 import { type EntityCache, type StoredEntity, storedFromRecord } from './cache.ts'
 import type { EntityData, EntityLookup } from './cedar/compile.ts'
 import { contextFromJson, entitiesFromJson } from './cedar/entities.ts'
-import type { CompiledPolicySet, EvalResult } from './cedar/policyset.ts'
+import { type CompiledPolicySet, type EvalResult, evaluateSets } from './cedar/policyset.ts'
 import { EntityValue, RecordValue, SetValue, type Value } from './cedar/values.ts'
 import type { AuthorizationRequest, Decision, EntityUid, Pdp } from './contract.ts'
 import type { PolicySets } from './policysets.ts'
@@ -90,15 +90,6 @@ export class SliceLookup implements EntityLookup {
   }
 }
 
-/** Cedar's authorization over the union of two policy sets. */
-export function combine(a: EvalResult, b: EvalResult): EvalResult {
-  const errors = [...a.errors, ...b.errors]
-  const forbids = [...(a.allow ? [] : a.determining), ...(b.allow ? [] : b.determining)]
-  if (forbids.length > 0) return { allow: false, determining: forbids, errors }
-  const permits = [...(a.allow ? a.determining : []), ...(b.allow ? b.determining : [])]
-  return { allow: permits.length > 0, determining: permits, errors }
-}
-
 export function explain(r: EvalResult): Decision {
   const platformErrors = r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX))
   if (platformErrors.length > 0)
@@ -137,7 +128,7 @@ export function evaluatePrepared(
   s: { global: CompiledPolicySet; tenant: CompiledPolicySet },
 ): Decision {
   const req = { principal: p.principal, action: p.action, resource: p.resource, context: p.context }
-  return explain(combine(s.global.evaluate(req, p.lookup), s.tenant.evaluate(req, p.lookup)))
+  return explain(evaluateSets([s.global, s.tenant], req, p.lookup))
 }
 
 export function createPdp(deps: PdpDeps): BatchPdp & {

@@ -4,7 +4,14 @@
  * buckets of its principal, resource and action and of their ancestors, plus the policies whose
  * scope names no entity at all.
  */
-import { compileExpr, type EntityLookup, type Env, entityIn, type Fn } from './compile.ts'
+import {
+  compileExpr,
+  type EntityData,
+  type EntityLookup,
+  type Env,
+  entityIn,
+  type Fn,
+} from './compile.ts'
 import { CedarError, UnsupportedPolicyError } from './errors.ts'
 import { EntityValue, entityFromJson, type RecordValue, type Value } from './values.ts'
 
@@ -66,7 +73,7 @@ function scopeEntity(c: JsonNode): EntityValue | undefined {
   return undefined
 }
 
-function compileScope(slot: Slot, c: JsonNode): Check | undefined {
+function compileScope(slot: Slot, c: JsonNode, indexed = false): Check | undefined {
   const get = slot === 'principal' ? (env: Env) => env.principal : (env: Env) => env.resource
   const target = scopeEntity(c)
   switch (c.op) {
@@ -75,10 +82,13 @@ function compileScope(slot: Slot, c: JsonNode): Check | undefined {
     case '==':
       return (env) => get(env).key === target!.key
     case 'in':
+      // Reached through the index bucket of `target` (the entity itself or one of its
+      // ancestors): `in` already holds.
+      if (indexed) return undefined
       return (env) => entityIn(env.entities, get(env), target!)
     case 'is': {
       const type: string = c.entity_type
-      if (!target) return (env) => get(env).type === type
+      if (!target || indexed) return (env) => get(env).type === type
       return (env) => {
         const e = get(env)
         return e.type === type && entityIn(env.entities, e, target)
@@ -103,7 +113,15 @@ function compileAction(c: JsonNode): Check | undefined {
     const key = targets[0]!.key
     return (env) => env.action.key === key
   }
-  return (env) => targets.some((t) => entityIn(env.entities, env.action, t))
+  // `action in [A, B, …]`: the action itself or one of its (few) groups is in the list.
+  const keys = new Set(targets.map((t) => t.key))
+  return (env) => {
+    if (keys.has(env.action.key)) return true
+    const data = env.entities.get(env.action.key)
+    if (!data) return false
+    for (const a of data.ancestors) if (keys.has(a)) return true
+    return false
+  }
 }
 
 function compileCondition(conditions: PolicyJson['conditions']): Fn | undefined {
@@ -140,19 +158,12 @@ function all(checks: (Check | undefined)[]): Check {
   }
 }
 
-function addTo(map: Map<string, Compiled[]>, key: string, p: Compiled) {
-  const list = map.get(key)
-  if (list) list.push(p)
-  else map.set(key, [p])
-}
-
 export class CompiledPolicySet {
   readonly ids: readonly string[]
-  readonly #byPrincipal = new Map<string, Compiled[]>()
-  readonly #byResource = new Map<string, Compiled[]>()
-  readonly #byAction = new Map<string, Compiled[]>()
+  readonly #byPrincipal = new Buckets()
+  readonly #byResource = new Buckets()
+  readonly #byAction = new Buckets()
   readonly #unscoped: Compiled[] = []
-  #serial = 0
 
   constructor(sources: readonly PolicySource[]) {
     const ids = new Set<string>()
@@ -161,23 +172,31 @@ export class CompiledPolicySet {
       ids.add(id)
       if (json.effect !== 'permit' && json.effect !== 'forbid')
         throw new UnsupportedPolicyError(`policy ${id}: unknown effect`)
+      const principal = scopeEntity(json.principal)
+      const resource = scopeEntity(json.resource)
+      const actions = actionTargets(json.action)
+      // The slot a policy is filed under is checked by the index itself (see compileScope).
+      const via: Slot | 'action' | undefined = principal
+        ? 'principal'
+        : resource
+          ? 'resource'
+          : actions
+            ? 'action'
+            : undefined
       const p: Compiled = {
         id,
         forbid: json.effect === 'forbid',
         scope: all([
-          compileScope('principal', json.principal),
+          compileScope('principal', json.principal, via === 'principal'),
           compileAction(json.action),
-          compileScope('resource', json.resource),
+          compileScope('resource', json.resource, via === 'resource'),
         ]),
         condition: compileCondition(json.conditions ?? []),
         seen: 0,
       }
-      const principal = scopeEntity(json.principal)
-      const resource = scopeEntity(json.resource)
-      const actions = actionTargets(json.action)
-      if (principal) addTo(this.#byPrincipal, principal.key, p)
-      else if (resource) addTo(this.#byResource, resource.key, p)
-      else if (actions) for (const a of actions) addTo(this.#byAction, a.key, p)
+      if (via === 'principal') this.#byPrincipal.add(principal!.key, p)
+      else if (via === 'resource') this.#byResource.add(resource!.key, p)
+      else if (via === 'action') for (const a of actions!) this.#byAction.add(a.key, p)
       else this.#unscoped.push(p)
     }
     this.ids = [...ids]
@@ -188,45 +207,135 @@ export class CompiledPolicySet {
   }
 
   evaluate(request: EvalRequest, entities: EntityLookup): EvalResult {
-    const env: Env = {
-      principal: request.principal,
-      action: request.action,
-      resource: request.resource,
-      context: request.context,
-      entities,
-    }
-    const out: Outcome = { serial: ++this.#serial, permits: [], forbids: [], errors: [] }
-    if (this.#byPrincipal.size > 0)
-      this.#visitEntity(this.#byPrincipal, request.principal, env, out)
-    if (this.#byResource.size > 0) this.#visitEntity(this.#byResource, request.resource, env, out)
-    if (this.#byAction.size > 0) this.#visitEntity(this.#byAction, request.action, env, out)
-    visit(this.#unscoped, env, out)
-    const { permits, forbids, errors } = out
-    if (forbids.length > 0) return { allow: false, determining: forbids, errors }
-    if (permits.length > 0) return { allow: true, determining: permits, errors }
-    return { allow: false, determining: [], errors }
+    return evaluateSets([this], request, entities)
   }
 
-  #visitEntity(map: Map<string, Compiled[]>, e: EntityValue, env: Env, out: Outcome) {
-    const own = map.get(e.key)
-    if (own) visit(own, env, out)
-    const data = env.entities.get(e.key)
-    if (!data) return
-    for (const k of data.ancestors) {
-      const list = map.get(k)
-      if (list) visit(list, env, out)
-    }
+  /** Adds this set's satisfied policies and errors for `env` to `out`. */
+  collect(env: Env, out: Outcome) {
+    if (this.#byPrincipal.size > 0) this.#byPrincipal.visit(env.principal, env, out)
+    if (this.#byResource.size > 0) this.#byResource.visit(env.resource, env, out)
+    if (this.#byAction.size > 0) this.#byAction.visit(env.action, env, out)
+    visit(this.#unscoped, env, out)
   }
 }
 
-interface Outcome {
+/** Every policy visited in one evaluation carries this number (dedupe across buckets). */
+let serial = 0
+
+/**
+ * Cedar's authorization over the union of several policy sets (e.g. the platform's and a
+ * tenant's): forbid overrides permit, default deny, erroring policies skipped and reported.
+ */
+export function evaluateSets(
+  sets: readonly CompiledPolicySet[],
+  request: EvalRequest,
+  entities: EntityLookup,
+): EvalResult {
+  const env: Env = {
+    principal: request.principal,
+    action: request.action,
+    resource: request.resource,
+    context: request.context,
+    entities: new RequestLookup(entities, request),
+  }
+  serial = (serial + 1) | 0
+  const out: Outcome = { serial, permits: [], forbids: [], errors: [] }
+  for (const set of sets) set.collect(env, out)
+  const { permits, forbids, errors } = out
+  if (forbids.length > 0) return { allow: false, determining: forbids, errors }
+  if (permits.length > 0) return { allow: true, determining: permits, errors }
+  return { allow: false, determining: [], errors }
+}
+
+/**
+ * The request's entity lookup with its principal, action and resource resolved once: scopes and
+ * conditions read these three again and again (`principal.tenant`, `resource has …`), and each
+ * miss here is a lookup in a cache of every entity of every tenant.
+ */
+class RequestLookup implements EntityLookup {
+  readonly #inner: EntityLookup
+  readonly #p: string
+  readonly #pData: EntityData | undefined
+  readonly #r: string
+  readonly #rData: EntityData | undefined
+  readonly #a: string
+  readonly #aData: EntityData | undefined
+
+  constructor(inner: EntityLookup, request: EvalRequest) {
+    this.#inner = inner
+    this.#p = request.principal.key
+    this.#pData = inner.get(this.#p)
+    this.#r = request.resource.key
+    this.#rData = inner.get(this.#r)
+    this.#a = request.action.key
+    this.#aData = inner.get(this.#a)
+  }
+
+  get(key: string): EntityData | undefined {
+    if (key === this.#p) return this.#pData
+    if (key === this.#r) return this.#rData
+    if (key === this.#a) return this.#aData
+    return this.#inner.get(key)
+  }
+}
+
+/**
+ * Policies filed under one scope slot, by entity key, with a memo of the policies that apply to
+ * each entity seen (its own bucket plus its ancestors' buckets). The memo is keyed by the
+ * entity's data object: the entity cache replaces that object whenever the hierarchy changes,
+ * and a policy change builds a new set, so a memo entry can never outlive what it was built from.
+ */
+class Buckets {
+  readonly #byKey = new Map<string, Compiled[]>()
+  readonly #memo = new WeakMap<EntityData, readonly Compiled[]>()
+
+  get size() {
+    return this.#byKey.size
+  }
+
+  add(key: string, p: Compiled) {
+    const list = this.#byKey.get(key)
+    if (list) list.push(p)
+    else this.#byKey.set(key, [p])
+  }
+
+  visit(e: EntityValue, env: Env, out: Outcome) {
+    const data = env.entities.get(e.key)
+    if (!data || data.uid.key !== e.key) {
+      const own = this.#byKey.get(e.key)
+      if (own) visit(own, env, out)
+      return
+    }
+    let list = this.#memo.get(data)
+    if (!list) {
+      list = this.#applicable(e.key, data.ancestors)
+      this.#memo.set(data, list)
+    }
+    if (list.length > 0) visit(list, env, out)
+  }
+
+  #applicable(key: string, ancestors: ReadonlySet<string>): readonly Compiled[] {
+    const out: Compiled[] = []
+    const own = this.#byKey.get(key)
+    if (own) out.push(...own)
+    for (const k of ancestors) {
+      const list = this.#byKey.get(k)
+      if (list) out.push(...list)
+    }
+    return out.length > 0 ? out : NONE
+  }
+}
+
+const NONE: readonly Compiled[] = Object.freeze([])
+
+export interface Outcome {
   serial: number
   permits: string[]
   forbids: string[]
   errors: { policy: string; message: string }[]
 }
 
-function visit(list: Compiled[], env: Env, out: Outcome) {
+function visit(list: readonly Compiled[], env: Env, out: Outcome) {
   for (const p of list) {
     if (p.seen === out.serial) continue
     p.seen = out.serial
