@@ -7,6 +7,7 @@ import type { Component, Runtime } from '../server/component.ts'
 import type { AdminDeps } from './admin/context.ts'
 import { Authenticator } from './authn.ts'
 import { bootstrap } from './bootstrap.ts'
+import { relyingPartyFor } from './credentials/webauthn.ts'
 import { Federation } from './federation.ts'
 import { caFetch } from './https-fetch.ts'
 import { issuerOf } from './issuer.ts'
@@ -69,11 +70,18 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const ensure = async (realm: string) => {
     if (await ensureKeys(rt.db, sealer, rt.events, realm, keyPolicy)) providers.evict(realm)
   }
-  const authn = new Authenticator(rt.db, rt.events, sealer, {
-    threshold: settings.lockoutThreshold,
-    duration: settings.lockoutDuration,
-    ipLimit: settings.ipThrottleLimit,
-  })
+  const authn = new Authenticator(
+    rt.db,
+    rt.events,
+    sealer,
+    {
+      threshold: settings.lockoutThreshold,
+      duration: settings.lockoutDuration,
+      ipLimit: settings.ipThrottleLimit,
+    },
+    // Read per ceremony: in tests the public URL learns its port only once listening.
+    (realm) => relyingPartyFor(rt.publicUrl, realm),
+  )
   const admin: AdminDeps = {
     db: rt.db,
     events: rt.events,
