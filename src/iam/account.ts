@@ -45,11 +45,17 @@ export function accountRoutes(scope: FastifyInstance, deps: AccountRouteDeps) {
     const session = await rp.provider.Session.get(rp.provider.createContext(req.raw, reply.raw))
     const userId = typeof session?.accountId === 'string' ? session.accountId : undefined
     const refuse = (message: string) => {
-      deps.html(reply, page('Your passkeys', `<p class="error" role="alert">${esc(message)}</p>`), 401)
+      deps.html(
+        reply,
+        page('Your passkeys', `<p class="error" role="alert">${esc(message)}</p>`),
+        401,
+      )
       return undefined
     }
     if (!userId || typeof session.uid !== 'string')
-      return refuse('Sign in to an application of this organisation first, then open this page again.')
+      return refuse(
+        'Sign in to an application of this organisation first, then open this page again.',
+      )
     const factors = await deps.authn.factors(realm, userId)
     const amr: unknown[] = Array.isArray(session.amr) ? session.amr : []
     const age = Math.floor(Date.now() / 1000) - Number(session.loginTs ?? 0)
@@ -98,7 +104,11 @@ ${
     if (!a) return undefined
     const body = (req.body ?? {}) as Record<string, unknown>
     if (!deps.csrfOk(a.realm, csrfKey(a), body.csrf)) {
-      deps.html(reply, page('Your passkeys', '<p>The form expired; go back and try again.</p>'), 403)
+      deps.html(
+        reply,
+        page('Your passkeys', '<p>The form expired; go back and try again.</p>'),
+        403,
+      )
       return undefined
     }
     return { a, body }

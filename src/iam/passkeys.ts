@@ -84,7 +84,9 @@ export interface SecondFactorHooks {
   lockedOut(realm: string, userId: string): Promise<boolean>
 }
 
-export type CeremonyResult<T> = ({ ok: true } & T) | { ok: false; reason: WebAuthnFailure | 'locked' }
+export type CeremonyResult<T> =
+  | ({ ok: true } & T)
+  | { ok: false; reason: WebAuthnFailure | 'locked' }
 
 const NAME_MAX = 64
 
@@ -379,7 +381,11 @@ export class Passkeys {
       // A regression behind a valid signature is the mark of a cloned authenticator.
       const details =
         err.reason === 'counter_regression'
-          ? { credential: credentialRef, storedCounter: counters?.stored, counter: counters?.presented }
+          ? {
+              credential: credentialRef,
+              storedCounter: counters?.stored,
+              counter: counters?.presented,
+            }
           : credentialRef
             ? { credential: credentialRef }
             : undefined

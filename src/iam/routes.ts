@@ -3,12 +3,12 @@ import formbody from '@fastify/formbody'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Db } from '../core/db/index.ts'
 import { hijackWithHeaders } from '../server/hijack.ts'
+import { accountRoutes } from './account.ts'
 import { DbAdapter } from './adapter.ts'
 import type { Authenticator, RequestInfo } from './authn.ts'
 import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
 import { totpUri } from './credentials/totp.ts'
 import { type Federation, federationCallbackRoute } from './federation.ts'
-import { accountRoutes } from './account.ts'
 import {
   errorLine,
   esc,
@@ -381,11 +381,7 @@ account (${esc(details.params.scope)}).</p>
             401,
           )
         }
-        return ceremony(
-          reply,
-          await mfaPage(realm, uid, p.userId, 'That code is not valid.'),
-          401,
-        )
+        return ceremony(reply, await mfaPage(realm, uid, p.userId, 'That code is not valid.'), 401)
       }
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, ['pwd', ...r.amr, 'mfa'])

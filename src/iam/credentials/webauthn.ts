@@ -124,10 +124,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * Parses a credential posted by the page (JSON of PublicKeyCredential), checking its shape only;
  * the ceremony checks everything else. Throws WebAuthnRefused('invalid_response').
  */
-export function parseCredentialJson(
-  raw: unknown,
-  kind: 'registration',
-): RegistrationResponseJSON
+export function parseCredentialJson(raw: unknown, kind: 'registration'): RegistrationResponseJSON
 export function parseCredentialJson(
   raw: unknown,
   kind: 'authentication',
