@@ -7,7 +7,8 @@ CREATE TABLE iam.webauthn_credentials (
   user_id text NOT NULL,
   -- The authenticator's credential id, base64url; unique in a realm (a credential id already
   -- registered is refused, WebAuthn §7.1).
-  credential_id text NOT NULL CHECK (credential_id ~ '^[A-Za-z0-9_-]{16,1366}$'),
+  credential_id text NOT NULL
+    CHECK (credential_id ~ '^[A-Za-z0-9_-]+$' AND length(credential_id) BETWEEN 16 AND 1366),
   -- COSE_Key of the credential public key (never returned by the API).
   public_key bytea NOT NULL,
   -- Signature counter last seen; an assertion that does not increase it (when either is non-zero)
