@@ -192,7 +192,7 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
         `${errorLine(error)}${passkey}
 <form method="post" action="${action(realm, uid, 'mfa')}">${hidden(realm, uid)}
 <label for="code">${label}</label>
-<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required${options ? '' : ' autofocus'}>
+<input id="code" name="code" type="text" inputmode="${factors.totp ? 'numeric' : 'text'}" autocomplete="one-time-code" required${options ? '' : ' autofocus'}>
 <button type="submit">Verify</button></form>`,
       )
     }
