@@ -129,7 +129,7 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
   let passkeyId: string
   let passkey2: string
 
-  it("a tenant admin lists and removes a user's passkeys; no key material; viewers and password-only sessions cannot remove", async () => {
+  it("a tenant admin lists and removes a user's passkeys; no key material; viewers and password-only sessions cannot remove; users manage their own", async () => {
     // Two credentials of carol's, as the login ceremonies store them.
     const insert = async (name: string) => {
       const id = randomUUID()
@@ -185,6 +185,33 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     assert.equal(e.action, 'webauthncredential.delete')
     assert.deepEqual(e.resource, { type: 'Dflare::WebAuthnCredential', id: `acme/${passkey2}` })
     assert.equal((await call('GET', base, alice)).json().items.length, 1)
+
+    // Self-service: carol (no role at all) manages her own passkeys, nobody else's.
+    const own = await insert('spare')
+    const carolToken = await w.as('acme', carol)
+    const mine = await call('GET', base, carolToken)
+    assert.equal(mine.status, 200, mine.body)
+    assert.deepEqual(
+      mine.json().items.map((c: { name: string }) => c.name),
+      ['yubikey', 'spare'],
+    )
+    assert.equal((await call('GET', `${base}/${own}`, carolToken)).status, 200)
+    assert.equal(
+      (await call('GET', `/tenants/acme/users/${dave}/webauthn-credentials`, carolToken)).status,
+      403,
+    )
+    const carolPwd = await w.as('acme', carol, { amr: ['pwd'] })
+    assert.equal((await call('DELETE', `${base}/${own}`, carolPwd)).status, 403)
+    const selfDelete = await call('DELETE', `${base}/${own}`, carolToken)
+    assert.equal(selfDelete.status, 204, selfDelete.body)
+    assert.deepEqual((await assertOneAudit(selfDelete, 'iam.webauthn.deleted')).actor, {
+      kind: 'user',
+      id: carol,
+      realm: 'acme',
+    })
+    // Her role-less token reaches nothing else of hers.
+    assert.equal((await call('GET', `/tenants/acme/users/${carol}`, carolToken)).status, 403)
+    assert.equal((await call('GET', '/tenants/acme/sessions', carolToken)).status, 403)
   })
 
   it('a service account gets its secret once, never in the audit event or the logs', async () => {
