@@ -1,9 +1,10 @@
 /**
  * The identity API (`/api/v1/tenants…`): tenants, domains, projects, users, groups, service
- * accounts, sessions, WebAuthn credentials and role bindings, declared as gateway routes (authenticated, authorized by
- * the PDP, audited). Writes run the IAM management functions inside the gateway's transaction
- * (see admin-tx.ts), so each one commits with exactly one `api.request` audit event that carries
- * the domain event. Every resource is looked up inside the tenant named in the path only.
+ * accounts, sessions, WebAuthn credentials and role bindings, declared as gateway routes
+ * (authenticated, authorized by the PDP, audited). Writes run the IAM management functions inside
+ * the gateway's transaction (see admin-tx.ts), so each one commits with exactly one `api.request`
+ * audit event that carries the domain event. Every resource is looked up inside the tenant named
+ * in the path only.
  */
 import type { AnyApiRoute } from '../gateway/route.ts'
 import { type IdentityRouteDeps, identityContext } from './iam/common.ts'

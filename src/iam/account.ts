@@ -4,7 +4,7 @@ import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
 import { errorLine, esc, page, webauthnForm } from './html.ts'
 import type { RealmProvider } from './providers.ts'
 
-/** A change to the account's factors needs a login at most this old (seconds), like sensitive API actions. */
+/** Changing the account's factors needs a login at most this old (seconds), as sensitive API calls do. */
 export const ACCOUNT_REAUTH_SECONDS = 900
 
 const PASSKEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/

@@ -166,7 +166,7 @@ export class Passkeys {
     )
   }
 
-  /** Takes the challenge out of storage (single use); undefined when absent, expired or not the user's. */
+  /** Takes the challenge out (single use); undefined when absent, expired or not the user's. */
   async #claimChallenge(
     realm: string,
     userId: string,
@@ -182,7 +182,7 @@ export class Passkeys {
     return row?.live && row.user_id === userId ? row.challenge : undefined
   }
 
-  /** Options for navigator.credentials.create(); undefined when the user does not exist or is disabled. */
+  /** Options for navigator.credentials.create(); undefined for an unknown or disabled user. */
   async beginRegistration(
     realm: string,
     userId: string,
@@ -259,7 +259,7 @@ export class Passkeys {
             issued = true
           }
         }
-        // A second factor now exists: enrolment is no longer owed, a pending TOTP set-up is dropped.
+        // A second factor exists now: enrolment is no longer owed, a pending TOTP set-up goes.
         await tx.query(
           'UPDATE iam.users SET must_enroll_mfa = false WHERE realm = $1 AND id = $2',
           [realm, userId],

@@ -17,7 +17,7 @@ export function hashRecoveryCode(code: string): Buffer {
   return createHash('sha256').update(`dflare-recovery:${normal}`).digest()
 }
 
-/** Replaces a user's recovery codes with new ones (stored hashed), inside the caller's transaction. */
+/** Replaces a user's recovery codes (stored hashed), inside the caller's transaction. */
 export async function replaceRecoveryCodes(
   q: Queryable,
   realm: string,
