@@ -1,6 +1,7 @@
 /**
  * The built-in policies, written in Cedar:
  * - platform guard rails (`forbid`s no tenant policy can override, because forbid wins),
+ * - self-service: a user manages their own second factors (every guard rail still applies),
  * - one template per built-in role; a role binding group "role R at scope S" links the template
  *   with ?principal = the RoleBinding group and ?resource = the scope (or every resource for
  *   platform-scope bindings). Inheritance down the hierarchy is plain Cedar `in`.
@@ -60,6 +61,15 @@ when {
 forbid (principal, action, resource)
 when { resource has classification && resource.classification == "restricted" }
 unless { principal has clearances && principal.clearances.contains("restricted") };
+
+@id("platform.self-service-passkeys")
+@description("A user lists, reads and removes their own passkeys (removal is sensitive: it still needs fresh MFA).")
+permit (
+  principal is ${NAMESPACE}::User,
+  action in [${A}::"webauthncredential.list", ${A}::"webauthncredential.read", ${A}::"webauthncredential.delete"],
+  resource
+)
+when { resource in principal };
 
 @id("platform.service-account-network")
 @description("A service account pinned to a network only acts from inside it.")

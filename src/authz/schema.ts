@@ -60,6 +60,8 @@ export const RESOURCE_TYPES: ResourceType[] = [
   { name: 'AuditLog', in: ['Tenant'], verbs: ['read', 'export'] },
   { name: 'Policy', in: ['Tenant'], verbs: [...CRUD, 'dryrun'] },
   { name: 'Session', in: ['User', 'Tenant'], verbs: ['read', 'list', 'revoke'] },
+  // A user's passkeys (second factor); listed per user.
+  { name: 'WebAuthnCredential', in: ['User', 'Tenant'], verbs: ['read', 'list', 'delete'] },
 ]
 
 const WORKLOAD = ['Cluster', 'NodePool', 'Network', 'Volume']
@@ -71,9 +73,15 @@ export function actionId(type: string, verb: string) {
 }
 const SERVICE_ACTIONS = ['authz.decide', 'billing.read']
 
+/** Containers listed in besides the scopes: a cluster's node pools, a user's passkeys. */
+const LIST_CONTAINERS: Record<string, string[]> = {
+  NodePool: ['Cluster'],
+  WebAuthnCredential: ['User'],
+}
+
 /** Resource types an action applies to: list/create act on the container, others on the item. */
 function resourceTypesOf(type: string, verb: string): string[] {
-  if (verb === 'list') return [...SCOPE_TYPES, ...(type === 'NodePool' ? ['Cluster'] : [])]
+  if (verb === 'list') return [...SCOPE_TYPES, ...(LIST_CONTAINERS[type] ?? [])]
   if (type === 'RoleBinding') return [...SCOPE_TYPES]
   return [type]
 }
@@ -111,6 +119,7 @@ const tenantAdmin = [
   ...pick(['TenantSpec'], ['plan', 'apply', 'destroy']),
   ...pick(['AuditLog'], ['read']),
   ...pick(['Session'], ['read', 'list', 'revoke']),
+  ...pick(['WebAuthnCredential'], ['read', 'list', 'delete']),
   'billing.read',
 ]
 const auditor = pick(['AuditLog'], ['read'])
@@ -119,6 +128,7 @@ const securityOfficer = [
   ...pick(['AuditLog'], ['export']),
   ...pick(['Policy'], ['read', 'list', 'dryrun']),
   ...pick(['Session'], ['read', 'list', 'revoke']),
+  ...pick(['WebAuthnCredential'], ['read', 'list', 'delete']),
   ...pick(['Certificate'], ['read', 'list', 'revoke']),
   ...pick(['TenantSpec', 'RoleBinding', 'Tenant', ...IAM], READ),
 ]
@@ -146,6 +156,8 @@ export const SENSITIVE_ACTIONS = [
   ...pick(['ServiceAccount'], ['create']),
   ...pick(['AuditLog'], ['export']),
   ...pick(['Session'], ['revoke']),
+  // Removing a second factor weakens how an account signs in.
+  ...pick(['WebAuthnCredential'], ['delete']),
   'tenant.create',
 ]
 

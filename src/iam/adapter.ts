@@ -99,9 +99,14 @@ export class DbAdapter {
 /** Revocation rows outlive every access token that could carry the sid (15 min hard max). */
 const REVOCATION_HORIZON_SECONDS = 16 * 60
 
+/** NOTIFY channel telling the back-channel logout sender that logouts are queued. */
+export const BACKCHANNEL_CHANNEL = 'iam_backchannel'
+
 /**
- * Ends a login session: deletes it, revokes the grants it authorised and records its sids as
- * revoked so the gateway rejects access tokens that carry them. Returns the ended session.
+ * Ends a login session: deletes it, revokes the grants it authorised, records its sids as
+ * revoked so the gateway rejects access tokens that carry them, and queues an OpenID Connect
+ * Back-Channel Logout for every client of the session that registered a back-channel logout
+ * URI (sent once the caller's transaction commits). Returns the ended session.
  */
 export async function endSession(q: Queryable, realm: string, sessionId: string) {
   const { rows } = await q.query<{ payload: Payload }>(
@@ -111,9 +116,22 @@ export async function endSession(q: Queryable, realm: string, sessionId: string)
   )
   const session = rows[0]?.payload
   if (!session) return undefined
-  const auths = Object.values(session.authorizations ?? {})
-  for (const auth of auths) if (auth.grantId) await revokeGrant(q, realm, auth.grantId)
+  const auths = Object.entries(session.authorizations ?? {})
+  for (const [, auth] of auths) if (auth.grantId) await revokeGrant(q, realm, auth.grantId)
   if (typeof session.uid === 'string') await recordRevokedSids(q, realm, [session.uid])
+  const notify = auths.filter(([, auth]) => typeof auth.sid === 'string')
+  if (typeof session.accountId === 'string' && notify.length > 0) {
+    const queued = await q.query(
+      `INSERT INTO iam.backchannel_logouts (realm, client_id, account_id, sid)
+       SELECT $1, c.client_id, $2, t.sid
+       FROM unnest($3::text[], $4::text[]) AS t (client_id, sid)
+       JOIN iam.clients c ON c.realm = $1 AND c.client_id = t.client_id
+       WHERE c.metadata->>'backchannel_logout_uri' IS NOT NULL`,
+      [realm, session.accountId, notify.map(([c]) => c), notify.map(([, a]) => a.sid!)],
+    )
+    // Delivered to listeners only when the transaction commits.
+    if (queued.rowCount > 0) await q.query('SELECT pg_notify($1, $2)', [BACKCHANNEL_CHANNEL, realm])
+  }
   return session
 }
 

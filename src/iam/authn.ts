@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { Db, Transaction } from '../core/db/index.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { verifyPassword } from './credentials/passwords.ts'
-import { hashRecoveryCode } from './credentials/recovery.ts'
+import { hashRecoveryCode, replaceRecoveryCodes } from './credentials/recovery.ts'
 import { matchTotp, newTotpSecret } from './credentials/totp.ts'
+import type { RelyingParty } from './credentials/webauthn.ts'
 import type { Sealer } from './kek.ts'
+import { Passkeys } from './passkeys.ts'
 
 export interface LockoutPolicy {
   threshold: number
@@ -34,27 +36,51 @@ type UserRow = {
   locked_until: Date | null
   hash: string | null
   mfa_policy: string
-  has_totp: boolean
+  has_factor: boolean
 }
 
 const totpAad = (realm: string, id: string) => `iam.mfa_factors/${realm}/${id}`
+
+/** Second factors a user has, for the login and account pages. */
+export interface UserFactors {
+  totp: boolean
+  passkeys: number
+  recoveryCodes: number
+}
 
 /**
  * Password and second-factor checks with AC-7 lockout: N consecutive failures lock the account
  * for a while (an admin can unlock earlier), and failures per source IP are throttled. Every
  * outcome is a security event; no event carries the password, the code or the user name typed.
+ * Second factors: TOTP, recovery codes and WebAuthn passkeys (`passkeys`).
  */
 export class Authenticator {
   readonly #db: Db
   readonly #events: EventSink
   readonly #sealer: Sealer
   readonly #policy: LockoutPolicy
+  /** WebAuthn registration and authentication ceremonies, sharing this lockout. */
+  readonly passkeys: Passkeys
 
-  constructor(db: Db, events: EventSink, sealer: Sealer, policy: LockoutPolicy) {
+  constructor(
+    db: Db,
+    events: EventSink,
+    sealer: Sealer,
+    policy: LockoutPolicy,
+    relyingParty: (realm: string) => RelyingParty,
+  ) {
     this.#db = db
     this.#events = events
     this.#sealer = sealer
     this.#policy = policy
+    this.passkeys = new Passkeys(db, events, relyingParty, {
+      fail: (realm, userId, req, reason, details) =>
+        this.#fail(realm, userId, req, 'mfa', reason, details),
+      succeeded: async (realm, userId, req, details) => {
+        await this.#mfaOk(realm, userId, req, [], details)
+      },
+      lockedOut: (realm, userId) => this.#lockedOut(realm, userId),
+    })
   }
 
   #event(
@@ -101,6 +127,7 @@ export class Authenticator {
     req: RequestInfo,
     action: 'login' | 'mfa',
     reason: string,
+    details?: Record<string, unknown>,
   ) {
     await this.#db.transaction(async (tx) => {
       await this.#countIpFailure(tx, realm, req.ip)
@@ -130,6 +157,7 @@ export class Authenticator {
           action,
           outcome: 'failure',
           reason,
+          ...(details ? { details } : {}),
         }),
         tx,
       )
@@ -152,8 +180,10 @@ export class Authenticator {
   async #user(realm: string, username: string) {
     const { rows } = await this.#db.query<UserRow>(
       `SELECT u.id, u.disabled, u.is_admin, u.must_enroll_mfa, u.locked_until, c.hash, r.mfa_policy,
-         EXISTS (SELECT 1 FROM iam.mfa_factors f WHERE f.realm = u.realm AND f.user_id = u.id
-                 AND f.kind = 'totp' AND f.confirmed) AS has_totp
+         (EXISTS (SELECT 1 FROM iam.mfa_factors f WHERE f.realm = u.realm AND f.user_id = u.id
+                  AND f.kind = 'totp' AND f.confirmed)
+          OR EXISTS (SELECT 1 FROM iam.webauthn_credentials w WHERE w.realm = u.realm
+                  AND w.user_id = u.id)) AS has_factor
        FROM iam.users u JOIN iam.realms r ON r.id = u.realm
        LEFT JOIN iam.credentials c ON c.realm = u.realm AND c.user_id = u.id AND c.kind = 'password'
        WHERE u.realm = $1 AND u.username = $2`,
@@ -209,7 +239,7 @@ export class Authenticator {
       user.must_enroll_mfa ||
       user.mfa_policy === 'everyone' ||
       (user.mfa_policy === 'admins' && user.is_admin)
-    const mfa: MfaState = user.has_totp ? 'verify' : required ? 'enroll' : 'none'
+    const mfa: MfaState = user.has_factor ? 'verify' : required ? 'enroll' : 'none'
     await this.#db.transaction(async (tx) => {
       await tx.query('UPDATE iam.users SET failed_logins = 0 WHERE realm = $1 AND id = $2', [
         realm,
@@ -265,7 +295,8 @@ export class Authenticator {
            WHERE realm = $1 AND id = $2 AND counter < $3`,
           [realm, f.id, step],
         )
-        if (claimed.rowCount === 1) return this.#mfaOk(realm, userId, req, ['otp'])
+        if (claimed.rowCount === 1)
+          return this.#mfaOk(realm, userId, req, ['otp'], { method: 'totp' })
         await this.#fail(realm, userId, req, 'mfa', 'totp_replayed')
         return { ok: false, reason: 'replayed' }
       }
@@ -276,13 +307,20 @@ export class Authenticator {
            AND secret = $3`,
         [realm, userId, hashRecoveryCode(trimmed)],
       )
-      if (used.rowCount === 1) return this.#mfaOk(realm, userId, req, ['otp'], 'recovery_code')
+      if (used.rowCount === 1)
+        return this.#mfaOk(realm, userId, req, ['otp'], { method: 'recovery_code' })
     }
     await this.#fail(realm, userId, req, 'mfa', 'invalid_code')
     return { ok: false, reason: 'invalid' }
   }
 
-  async #mfaOk(realm: string, userId: string, req: RequestInfo, amr: string[], method = 'totp') {
+  async #mfaOk(
+    realm: string,
+    userId: string,
+    req: RequestInfo,
+    amr: string[],
+    details: Record<string, unknown>,
+  ) {
     await this.#db.transaction(async (tx) => {
       await tx.query('UPDATE iam.users SET failed_logins = 0 WHERE realm = $1 AND id = $2', [
         realm,
@@ -294,12 +332,28 @@ export class Authenticator {
           actor: { kind: 'user', id: userId },
           action: 'mfa',
           outcome: 'success',
-          details: { method },
+          details,
         }),
         tx,
       )
     })
     return { ok: true as const, amr }
+  }
+
+  /** Which second factors the user has (confirmed TOTP, passkeys, unused recovery codes). */
+  async factors(realm: string, userId: string): Promise<UserFactors> {
+    const { rows } = await this.#db.query<{ totp: boolean; passkeys: number; recovery: number }>(
+      `SELECT
+         EXISTS (SELECT 1 FROM iam.mfa_factors WHERE realm = $1 AND user_id = $2 AND kind = 'totp'
+                 AND confirmed) AS totp,
+         (SELECT count(*)::int FROM iam.webauthn_credentials WHERE realm = $1 AND user_id = $2)
+           AS passkeys,
+         (SELECT count(*)::int FROM iam.mfa_factors WHERE realm = $1 AND user_id = $2
+            AND kind = 'recovery' AND used_at IS NULL) AS recovery`,
+      [realm, userId],
+    )
+    const r = rows[0]!
+    return { totp: r.totp, passkeys: r.passkeys, recoveryCodes: r.recovery }
   }
 
   /** Starts TOTP enrolment: an unconfirmed factor whose secret the user scans once. */
@@ -353,16 +407,7 @@ export class Authenticator {
          WHERE realm = $1 AND id = $2`,
         [realm, factorId, step],
       )
-      await tx.query(
-        `DELETE FROM iam.mfa_factors WHERE realm = $1 AND user_id = $2 AND kind = 'recovery'`,
-        [realm, userId],
-      )
-      for (const rc of recoveryCodes)
-        await tx.query(
-          `INSERT INTO iam.mfa_factors (realm, id, user_id, kind, secret, confirmed)
-           VALUES ($1, $2, $3, 'recovery', $4, true)`,
-          [realm, randomUUID(), userId, hashRecoveryCode(rc)],
-        )
+      await replaceRecoveryCodes(tx, realm, userId, recoveryCodes)
       await tx.query('UPDATE iam.users SET must_enroll_mfa = false WHERE realm = $1 AND id = $2', [
         realm,
         userId,

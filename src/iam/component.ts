@@ -6,7 +6,9 @@ import type { EntityWriter } from '../authz/contract.ts'
 import type { Component, Runtime } from '../server/component.ts'
 import type { AdminDeps } from './admin/context.ts'
 import { Authenticator } from './authn.ts'
+import { BackchannelLogouts } from './backchannel.ts'
 import { bootstrap } from './bootstrap.ts'
+import { relyingPartyFor } from './credentials/webauthn.ts'
 import { Federation } from './federation.ts'
 import { caFetch } from './https-fetch.ts'
 import { issuerOf } from './issuer.ts'
@@ -45,6 +47,14 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const issuer = (realm: string) => issuerOf(rt.publicUrl, realm)
   const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience)
   const keyPolicy = { rotationInterval: settings.keyRotationInterval, overlap: settings.keyOverlap }
+  // Outbound HTTPS (upstream IdPs, back-channel logout receivers) trusts the system roots plus
+  // the internal CA (a realm of another Dflare, or of this one, can be an upstream; relying
+  // parties inside the platform have certificates of the internal CA).
+  const internalCa = await readFile(join(rt.config.core.home, 'pki', 'ca.crt'), 'utf8').catch(
+    () => undefined,
+  )
+  const trust = internalCa ? [...rootCertificates, internalCa] : [...rootCertificates]
+  const outbound = caFetch(trust, { maxBodyBytes: 65_536 })
   const providers: ProviderCache = new ProviderCache(
     {
       db: rt.db,
@@ -60,6 +70,7 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
         refreshIdle: settings.refreshTokenIdle,
         refreshMax: settings.refreshTokenMax,
       },
+      outbound,
     },
     settings.providerCacheSize,
     async (realm) => {
@@ -69,11 +80,18 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const ensure = async (realm: string) => {
     if (await ensureKeys(rt.db, sealer, rt.events, realm, keyPolicy)) providers.evict(realm)
   }
-  const authn = new Authenticator(rt.db, rt.events, sealer, {
-    threshold: settings.lockoutThreshold,
-    duration: settings.lockoutDuration,
-    ipLimit: settings.ipThrottleLimit,
-  })
+  const authn = new Authenticator(
+    rt.db,
+    rt.events,
+    sealer,
+    {
+      threshold: settings.lockoutThreshold,
+      duration: settings.lockoutDuration,
+      ipLimit: settings.ipThrottleLimit,
+    },
+    // Read per ceremony: in tests the public URL learns its port only once listening.
+    (realm) => relyingPartyFor(rt.publicUrl, realm),
+  )
   const admin: AdminDeps = {
     db: rt.db,
     events: rt.events,
@@ -103,21 +121,26 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     await rt.db.query('DELETE FROM iam.oidc_payloads WHERE expires_at < now()')
     await rt.db.query('DELETE FROM iam.revoked_sessions WHERE expires_at < now()')
     await rt.db.query('DELETE FROM iam.revoked_tokens WHERE expires_at < now()')
+    await rt.db.query('DELETE FROM iam.webauthn_challenges WHERE expires_at < now()')
     return rotated
   }
 
-  // Upstream IdPs are trusted through the system roots plus the internal CA (a realm of another
-  // Dflare, or of this one, can be an upstream).
-  const internalCa = await readFile(join(rt.config.core.home, 'pki', 'ca.crt'), 'utf8').catch(
-    () => undefined,
-  )
+  const federationFetch = caFetch(trust)
   const federation = new Federation({
     db: rt.db,
     sealer,
     events: rt.events,
     admin,
     issuer,
-    fetch: caFetch(internalCa ? [...rootCertificates, internalCa] : [...rootCertificates]),
+    fetch: federationFetch,
+  })
+  // Back-channel logouts of sessions ended by an admin or a directory change.
+  const backchannel = new BackchannelLogouts({
+    db: rt.db,
+    events: rt.events,
+    log: rt.log,
+    findClient: async (realm, clientId) =>
+      (await providers.get(realm))?.provider.Client.find(clientId),
   })
   const routes = (app: FastifyInstance) =>
     iamRoutes(app, { db: rt.db, kek, providers, authn, federation })
@@ -139,9 +162,13 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
         rotateKeys().catch((err) => rt.log.error({ err: String(err) }, 'iam: key rotation failed'))
       }, ROTATION_CHECK_MS)
       timer.unref()
+      await backchannel.start()
     },
     async stop() {
       if (timer) clearInterval(timer)
+      await backchannel.stop()
+      outbound.close()
+      federationFetch.close()
     },
   }
   const provider = async (realm: string) => (await providers.get(realm))?.provider

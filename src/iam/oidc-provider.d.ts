@@ -28,6 +28,8 @@ declare module 'oidc-provider' {
       handler: (ctx: Any, next: () => Promise<void>) => Promise<void>,
       params?: string[],
     ): void
+    /** Koa's context for a raw request (Provider extends Koa), e.g. for Session.get. */
+    createContext(req: IncomingMessage, res: ServerResponse): Any
     use(middleware: (ctx: Any, next: () => Promise<void>) => Promise<void>): void
     on(event: string, listener: (...args: Any[]) => void): this
     Grant: Any

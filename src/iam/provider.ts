@@ -4,7 +4,9 @@ import Provider, { errors } from 'oidc-provider'
 import type { Db } from '../core/db/index.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { ClientAdapter, DbAdapter, recordRevokedSids } from './adapter.ts'
+import { providerFetch } from './backchannel.ts'
 import { errorLine, esc, page } from './html.ts'
+import type { CaFetch } from './https-fetch.ts'
 import { ACR_FED, ACR_MFA, ACR_PWD, issuerOf, TOKEN_EXCHANGE } from './issuer.ts'
 import type { Sealer } from './kek.ts'
 import { loadKeys } from './keys.ts'
@@ -26,6 +28,11 @@ export interface ProviderDeps {
   /** Audience of platform API access tokens: `${publicUrl}/api`. */
   apiAudience: string
   ttl: { accessToken: number; idToken: number; refreshIdle: number; refreshMax: number }
+  /**
+   * TLS transport for the OP's outbound calls (back-channel logout tokens), trusting the system
+   * roots and the internal CA; only registered back-channel logout URIs are reachable through it.
+   */
+  outbound: CaFetch
 }
 
 type RealmRow = { id: string; access_token_ttl: number | null; disabled: boolean }
@@ -98,6 +105,8 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
 
   const provider = new Provider(issuer, {
     adapter: (model: string) => (model === 'Client' ? clientAdapter : new Adapter(model)),
+    // Outbound HTTP: back-channel logout URIs registered by the realm's clients, nothing else.
+    fetch: providerFetch(db, realm.id, deps.outbound),
     jwks: { keys: keys.signing },
     cookies: {
       keys: cookieKeys(deps.kek, realm.id),
@@ -220,6 +229,8 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
           ctx.body = page('Signed out', '<p>You are signed out.</p>')
         },
       },
+      // Logout tokens to clients that registered a back-channel logout URI: sent here on
+      // RP-initiated logout, by BackchannelLogouts when an admin or the directory ends a session.
       backchannelLogout: { enabled: true },
       deviceFlow: {
         enabled: true,
@@ -470,6 +481,25 @@ export async function buildProvider(deps: ProviderDeps, realm: RealmRow): Promis
       reason: ctx?.oidc?.route === 'token' ? 'refresh_token_reuse' : ctx?.oidc?.route,
     })
   })
+  const backchannel =
+    (outcome: 'success' | 'failure') =>
+    (ctx: Ctx, ...rest: Ctx[]) => {
+      const [err, client, accountId] = outcome === 'failure' ? rest : [undefined, ...rest]
+      void record({
+        type: 'auth.backchannel_logout',
+        actor: { kind: 'user', id: String(accountId ?? 'unknown') },
+        action: 'logout:Backchannel',
+        resource: { type: 'Client', id: String(client?.clientId ?? 'unknown') },
+        outcome,
+        ...(err
+          ? { reason: err?.name === 'OutboundRefused' ? 'destination_refused' : 'delivery_failed' }
+          : {}),
+        sourceIp: ctx?.ip,
+        details: { user: accountId, attempt: 1, final: true },
+      })
+    }
+  provider.on('backchannel.success', backchannel('success'))
+  provider.on('backchannel.error', backchannel('failure'))
   provider.on('end_session.success', async (ctx: Ctx) => {
     const session = ctx.oidc?.session
     if (!session?.destroyed) return

@@ -3,12 +3,21 @@ import formbody from '@fastify/formbody'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Db } from '../core/db/index.ts'
 import { hijackWithHeaders } from '../server/hijack.ts'
+import { accountRoutes } from './account.ts'
 import { DbAdapter } from './adapter.ts'
 import type { Authenticator, RequestInfo } from './authn.ts'
 import { newRecoveryCode, RECOVERY_CODES } from './credentials/recovery.ts'
 import { totpUri } from './credentials/totp.ts'
 import { type Federation, federationCallbackRoute } from './federation.ts'
-import { errorLine, esc, page, STYLESHEET, STYLESHEET_PATH } from './html.ts'
+import {
+  errorLine,
+  esc,
+  page,
+  STYLESHEET,
+  STYLESHEET_PATH,
+  WEBAUTHN_SCRIPT_SRC,
+  webauthnForm,
+} from './html.ts'
 import { ACR_FED, ACR_MFA, ACR_PWD } from './issuer.ts'
 import { publishedKeys } from './keys.ts'
 import type { ProviderCache, RealmProvider } from './providers.ts'
@@ -41,9 +50,10 @@ function requestInfo(req: FastifyRequest): RequestInfo {
 }
 
 /**
- * The OIDC surface of every realm, `/realms/{realm}/…`, plus the login, MFA and consent pages.
- * Pages carry no script; every form post carries a token bound to the interaction (CSRF), and
- * the interaction cookie itself is SameSite=Lax and path-bound to the interaction.
+ * The OIDC surface of every realm, `/realms/{realm}/…`, plus the login, MFA and consent pages
+ * and the account page (passkeys). Pages carry no script but the fixed WebAuthn one, allowed by
+ * its hash; every form post carries a token bound to the interaction or session (CSRF), and the
+ * interaction cookie itself is SameSite=Lax and path-bound to the interaction.
  */
 export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
   const csrfKey = Buffer.from(hkdfSync('sha256', deps.kek, 'csrf', 'dflare iam csrf v1', 32))
@@ -119,7 +129,9 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
       }
     }
 
-    const html = (reply: FastifyReply, body: string, status = 200) =>
+    // Only pages that may run a WebAuthn ceremony (second step, enrolment) allow a script, and
+    // only that fixed one (by hash).
+    const html = (reply: FastifyReply, body: string, status = 200, webauthn = false) =>
       reply
         .code(status)
         .type('text/html')
@@ -127,9 +139,11 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
         .header('x-frame-options', 'DENY')
         .header(
           'content-security-policy',
-          "default-src 'none'; style-src 'self'; form-action 'self' https: http://127.0.0.1:* http://[::1]:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'",
+          `default-src 'none'; style-src 'self';${webauthn ? ` script-src ${WEBAUTHN_SCRIPT_SRC};` : ''} form-action 'self' https: http://127.0.0.1:* http://[::1]:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'`,
         )
         .send(body)
+    const ceremony = (reply: FastifyReply, body: string, status = 200) =>
+      html(reply, body, status, true)
 
     const action = (realm: string, uid: string, step: string) =>
       `/realms/${realm}/interaction/${uid}/${step}`
@@ -154,29 +168,74 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
       )
     }
 
-    function mfaPage(realm: string, uid: string, error?: string) {
+    /** The second step: a passkey (when the user has one) or a TOTP or recovery code. */
+    async function mfaPage(realm: string, uid: string, userId: string, error?: string) {
+      const factors = await deps.authn.factors(realm, userId)
+      const options =
+        factors.passkeys > 0
+          ? await deps.authn.passkeys.beginAuthentication(realm, userId, { interaction: uid })
+          : undefined
+      const passkey = options
+        ? `${webauthnForm({
+            mode: 'get',
+            action: action(realm, uid, 'passkey'),
+            hidden: hidden(realm, uid),
+            options,
+            button: 'Use your passkey',
+          })}<p>Or enter a code.</p>`
+        : ''
+      const label = factors.totp
+        ? 'Code from your authenticator app, or a recovery code'
+        : 'Recovery code'
       return page(
         'Two-step verification',
-        `${errorLine(error)}
+        `${errorLine(error)}${passkey}
 <form method="post" action="${action(realm, uid, 'mfa')}">${hidden(realm, uid)}
-<label for="code">Code from your authenticator app, or a recovery code</label>
-<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus>
+<label for="code">${label}</label>
+<input id="code" name="code" type="text" inputmode="${factors.totp ? 'numeric' : 'text'}" autocomplete="one-time-code" required${options ? '' : ' autofocus'}>
 <button type="submit">Verify</button></form>`,
       )
     }
 
+    /** Forced enrolment: an authenticator app (TOTP) or a passkey, the user's choice. */
     async function enrollPage(realm: string, uid: string, p: Progress, error?: string) {
       const secret = await deps.authn.pendingTotpSecret(realm, p.userId, p.factorId!)
       if (!secret) return await loginPage(realm, uid, 'Enrolment expired; sign in again.')
+      const options = await deps.authn.passkeys.beginRegistration(realm, p.userId, {
+        interaction: uid,
+      })
+      if (!options) return await loginPage(realm, uid, 'Enrolment expired; sign in again.')
       return page(
         'Set up two-step verification',
-        `${errorLine(error)}<p>Your account requires an authenticator app. Add this key to it:</p>
+        `${errorLine(error)}<p>Your account requires a second factor: a passkey or an authenticator app.</p>
+<h2>Passkey</h2>
+<p>A security key, your phone, or this device’s screen lock.</p>
+${webauthnForm({
+  mode: 'create',
+  action: action(realm, uid, 'enroll-passkey'),
+  hidden: hidden(realm, uid),
+  options,
+  button: 'Create a passkey',
+  nameField: true,
+})}
+<h2>Authenticator app</h2>
+<p>Add this key to the app:</p>
 <p class="secret" id="totp-secret">${esc(secret)}</p>
 <p class="secret" id="totp-uri">${esc(totpUri(secret, `Dflare ${realm}`, p.userId))}</p>
 <form method="post" action="${action(realm, uid, 'enroll')}">${hidden(realm, uid)}
 <label for="code">Code shown by the app</label>
 <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required autofocus>
 <button type="submit">Confirm</button></form>`,
+      )
+    }
+
+    function recoveryCodesPage(realm: string, uid: string, codes: readonly string[]) {
+      return page(
+        'Save your recovery codes',
+        `<p>Each code signs you in once if you lose your authenticator. They are shown only now.</p>
+<ul class="codes" id="recovery-codes">${codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ul>
+<form method="post" action="${action(realm, uid, 'continue')}">${hidden(realm, uid)}
+<button type="submit">I saved them, continue</button></form>`,
       )
     }
 
@@ -235,8 +294,8 @@ export async function iamRoutes(app: FastifyInstance, deps: IamRouteDeps) {
       const { realm, uid, rp, details } = it
       if (details.prompt.name === 'login') {
         const p = (await progressStore(realm).find(uid)) as Progress | undefined
-        if (p?.step === 'mfa') return html(reply, mfaPage(realm, uid))
-        if (p?.step === 'enroll') return html(reply, await enrollPage(realm, uid, p))
+        if (p?.step === 'mfa') return ceremony(reply, await mfaPage(realm, uid, p.userId))
+        if (p?.step === 'enroll') return ceremony(reply, await enrollPage(realm, uid, p))
         return html(reply, await loginPage(realm, uid))
       }
       if (details.prompt.name === 'consent') {
@@ -322,10 +381,82 @@ account (${esc(details.params.scope)}).</p>
             401,
           )
         }
-        return html(reply, mfaPage(realm, uid, 'That code is not valid.'), 401)
+        return ceremony(reply, await mfaPage(realm, uid, p.userId, 'That code is not valid.'), 401)
       }
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, ['pwd', ...r.amr, 'mfa'])
+    })
+
+    // The second step with a passkey: amr gets hwk (hardware-bound) or swk (synced) and mfa.
+    scope.post('/realms/:realm/interaction/:uid/passkey', async (req, reply) => {
+      const it = await guard(req, reply)
+      if (!it) return
+      const { realm, uid, rp, body } = it
+      const store = progressStore(realm)
+      const p = (await store.find(uid)) as Progress | undefined
+      if (p?.step !== 'mfa') return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const r = await deps.authn.passkeys.finishAuthentication(
+        realm,
+        p.userId,
+        { interaction: uid },
+        String(body.credential ?? ''),
+        requestInfo(req),
+      )
+      if (!r.ok) {
+        if (r.reason === 'locked') {
+          await store.destroy(uid)
+          return html(
+            reply,
+            await loginPage(realm, uid, 'This account is locked; try again later.'),
+            401,
+          )
+        }
+        return ceremony(
+          reply,
+          await mfaPage(realm, uid, p.userId, 'That passkey could not be verified.'),
+          401,
+        )
+      }
+      await store.destroy(uid)
+      return finishLogin(rp, req, reply, p.userId, ['pwd', r.amr, 'mfa'])
+    })
+
+    // Forced enrolment with a passkey instead of an authenticator app.
+    scope.post('/realms/:realm/interaction/:uid/enroll-passkey', async (req, reply) => {
+      const it = await guard(req, reply)
+      if (!it) return
+      const { realm, uid, body } = it
+      const store = progressStore(realm)
+      const p = (await store.find(uid)) as Progress | undefined
+      if (p?.step !== 'enroll')
+        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
+      const r = await deps.authn.passkeys.finishRegistration(
+        realm,
+        p.userId,
+        { interaction: uid },
+        String(body.credential ?? ''),
+        body.name,
+        requestInfo(req),
+        { codes, when: 'always' },
+      )
+      if (!r.ok) {
+        if (r.reason === 'locked') {
+          await store.destroy(uid)
+          return html(
+            reply,
+            await loginPage(realm, uid, 'This account is locked; try again later.'),
+            401,
+          )
+        }
+        return ceremony(
+          reply,
+          await enrollPage(realm, uid, p, 'The passkey could not be registered.'),
+          401,
+        )
+      }
+      await store.upsert(uid, { ...p, step: 'enrolled', amr: ['pwd', r.amr, 'mfa'] }, PROGRESS_TTL)
+      return html(reply, recoveryCodesPage(realm, uid, codes))
     })
 
     scope.post('/realms/:realm/interaction/:uid/enroll', async (req, reply) => {
@@ -345,18 +476,10 @@ account (${esc(details.params.scope)}).</p>
         requestInfo(req),
         codes,
       )
-      if (!ok) return html(reply, await enrollPage(realm, uid, p, 'That code is not valid.'), 401)
+      if (!ok)
+        return ceremony(reply, await enrollPage(realm, uid, p, 'That code is not valid.'), 401)
       await store.upsert(uid, { ...p, step: 'enrolled', amr: ['pwd', 'otp', 'mfa'] }, PROGRESS_TTL)
-      return html(
-        reply,
-        page(
-          'Save your recovery codes',
-          `<p>Each code signs you in once if you lose your authenticator. They are shown only now.</p>
-<ul class="codes" id="recovery-codes">${codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ul>
-<form method="post" action="${action(realm, uid, 'continue')}">${hidden(realm, uid)}
-<button type="submit">I saved them, continue</button></form>`,
-        ),
-      )
+      return html(reply, recoveryCodesPage(realm, uid, codes))
     })
 
     scope.post('/realms/:realm/interaction/:uid/continue', async (req, reply) => {
@@ -369,6 +492,15 @@ account (${esc(details.params.scope)}).</p>
         return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, p.amr ?? ['pwd', 'otp', 'mfa'])
+    })
+
+    accountRoutes(scope, {
+      authn: deps.authn,
+      realmProvider,
+      csrf,
+      csrfOk,
+      html,
+      requestInfo,
     })
 
     if (deps.federation) {

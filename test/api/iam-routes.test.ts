@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { identityRoutes } from '../../src/api/iam-routes.ts'
 import type { SecurityEvent } from '../../src/core/events.ts'
@@ -124,6 +124,94 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
       [`acme/${carol}`],
     )
     assert.ok(rows[0]?.parents.some((x) => x.id === 'acme/gpu-users'))
+  })
+
+  let passkeyId: string
+  let passkey2: string
+
+  it("a tenant admin lists and removes a user's passkeys; no key material; viewers and password-only sessions cannot remove; users manage their own", async () => {
+    // Two credentials of carol's, as the login ceremonies store them.
+    const insert = async (name: string) => {
+      const id = randomUUID()
+      await w.db.query(
+        `INSERT INTO iam.webauthn_credentials (realm, id, user_id, credential_id, public_key,
+           counter, transports, device_type, backed_up, aaguid, name)
+         VALUES ('acme', $1, $2, $3, $4, 7, '{usb}', 'singleDevice', false,
+           '00000000-0000-0000-0000-000000000000', $5)`,
+        [id, carol, randomBytes(32).toString('base64url'), randomBytes(77), name],
+      )
+      return id
+    }
+    passkeyId = await insert('yubikey')
+    passkey2 = await insert('phone')
+    const keys = await w.db.query<{ credential_id: string; public_key: Buffer }>(
+      'SELECT credential_id, public_key FROM iam.webauthn_credentials',
+    )
+    const base = `/tenants/acme/users/${carol}/webauthn-credentials`
+    const list = await call('GET', base, alice)
+    assert.equal(list.status, 200, list.body)
+    assert.deepEqual(
+      list.json().items.map((c: { name: string }) => c.name),
+      ['yubikey', 'phone'],
+    )
+    const one = await call('GET', `${base}/${passkeyId}`, alice)
+    assert.equal(one.status, 200, one.body)
+    assert.equal(one.json().deviceType, 'singleDevice')
+    assert.deepEqual(one.json().transports, ['usb'])
+    for (const k of keys.rows)
+      for (const r of [list, one]) {
+        assert.ok(!r.body.includes(k.credential_id), 'no credential id')
+        assert.ok(!r.body.includes(k.public_key.toString('base64')), 'no public key')
+        assert.ok(!r.body.includes(k.public_key.toString('base64url')), 'no public key')
+      }
+    // A viewer may not even list them (second factors are for the tenant's admins).
+    assert.equal((await call('GET', base, vic)).status, 403)
+    assert.equal((await call('DELETE', `${base}/${passkeyId}`, vic)).status, 403)
+    // Removing a second factor is sensitive: a password-only session is refused.
+    const pwdOnly = await w.as('acme', 'alice', { amr: ['pwd'] })
+    const weak = await call('DELETE', `${base}/${passkeyId}`, pwdOnly)
+    assert.equal(weak.status, 403, weak.body)
+    assert.match(weak.body, /platform\.mfa-for-sensitive-actions/)
+    // Under another user, or unknown: 404.
+    assert.equal(
+      (await call('GET', `/tenants/acme/users/${dave}/webauthn-credentials/${passkeyId}`, alice))
+        .status,
+      404,
+    )
+    assert.equal((await call('DELETE', `${base}/${randomUUID()}`, alice)).status, 404)
+    const del = await call('DELETE', `${base}/${passkey2}`, alice)
+    assert.equal(del.status, 204, del.body)
+    const e = await assertOneAudit(del, 'iam.webauthn.deleted')
+    assert.equal(e.action, 'webauthncredential.delete')
+    assert.deepEqual(e.resource, { type: 'Dflare::WebAuthnCredential', id: `acme/${passkey2}` })
+    assert.equal((await call('GET', base, alice)).json().items.length, 1)
+
+    // Self-service: carol (no role at all) manages her own passkeys, nobody else's.
+    const own = await insert('spare')
+    const carolToken = await w.as('acme', carol)
+    const mine = await call('GET', base, carolToken)
+    assert.equal(mine.status, 200, mine.body)
+    assert.deepEqual(
+      mine.json().items.map((c: { name: string }) => c.name),
+      ['yubikey', 'spare'],
+    )
+    assert.equal((await call('GET', `${base}/${own}`, carolToken)).status, 200)
+    assert.equal(
+      (await call('GET', `/tenants/acme/users/${dave}/webauthn-credentials`, carolToken)).status,
+      403,
+    )
+    const carolPwd = await w.as('acme', carol, { amr: ['pwd'] })
+    assert.equal((await call('DELETE', `${base}/${own}`, carolPwd)).status, 403)
+    const selfDelete = await call('DELETE', `${base}/${own}`, carolToken)
+    assert.equal(selfDelete.status, 204, selfDelete.body)
+    assert.deepEqual((await assertOneAudit(selfDelete, 'iam.webauthn.deleted')).actor, {
+      kind: 'user',
+      id: carol,
+      realm: 'acme',
+    })
+    // Her role-less token reaches nothing else of hers.
+    assert.equal((await call('GET', `/tenants/acme/users/${carol}`, carolToken)).status, 403)
+    assert.equal((await call('GET', '/tenants/acme/sessions', carolToken)).status, 403)
   })
 
   it('a service account gets its secret once, never in the audit event or the logs', async () => {
@@ -366,6 +454,7 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
       group: 'gpu-users',
       client: saId,
       sid: 'sid-acme-1',
+      credential: passkeyId,
     }
     let checked = 0
     const before = JSON.stringify(
@@ -388,7 +477,7 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
         checked++
       }
     }
-    assert.equal(checked, 11, `${checked} item operations`)
+    assert.equal(checked, 14, `${checked} item operations`)
     const after = JSON.stringify(
       (await w.db.query('SELECT * FROM iam.users ORDER BY id')).rows.map((r) => ({ ...r })),
     )

@@ -61,14 +61,21 @@ export function defaultIamSettings(overrides: Record<string, unknown> = {}) {
   return { ...values, ...overrides }
 }
 
-/** A real HTTPS server on 127.0.0.1:0 with the iam routes, on a fresh database. */
+/**
+ * A real HTTPS server on 127.0.0.1:0 with the iam routes, on a fresh database. With
+ * `host: 'localhost'` the public URL (issuers, WebAuthn RP ID) names localhost, which the
+ * certificate covers too: browsers refuse an IP address as a WebAuthn RP ID.
+ */
 export async function startHarness(
   overrides: Record<string, unknown> = {},
-  opts: { requestCert?: boolean } = {},
+  opts: { requestCert?: boolean; host?: 'localhost' } = {},
 ): Promise<Harness> {
   const t = await migratedDatabase([iamMigrations])
   const home = await mkdtemp(join(tmpdir(), 'dflare-iam-'))
-  const tls = await ensureServerTls({ dir: join(home, 'pki'), hosts: ['127.0.0.1'] })
+  const tls = await ensureServerTls({
+    dir: join(home, 'pki'),
+    hosts: ['127.0.0.1', ...(opts.host ? [opts.host] : [])],
+  })
   const server: Server = createServer({
     cert: tls.cert,
     key: tls.key,
@@ -79,7 +86,7 @@ export async function startHarness(
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
-  const base = new URL(`https://127.0.0.1:${port}`)
+  const base = new URL(`https://${opts.host ?? '127.0.0.1'}:${port}`)
   const events = new MemoryEventSink()
   const entities = new RecordingEntityWriter()
   const rt = {

@@ -13,6 +13,7 @@ import { Authenticator } from '../../src/iam/authn.ts'
 import { bootstrap } from '../../src/iam/bootstrap.ts'
 import { passwordProblem } from '../../src/iam/credentials/passwords.ts'
 import { totpCode } from '../../src/iam/credentials/totp.ts'
+import { relyingPartyFor } from '../../src/iam/credentials/webauthn.ts'
 import { createSealer, loadKek } from '../../src/iam/kek.ts'
 import { ensureKeys, loadKeys, publishedKeys } from '../../src/iam/keys.ts'
 import { iamMigrations } from '../../src/iam/migrations.ts'
@@ -117,11 +118,13 @@ describe('iam building blocks', () => {
   })
 
   test('authenticator: TOTP replay refused, lockout, admin unlock, per-IP throttling', async () => {
-    const authn = new Authenticator(t.db, events, sealer, {
-      threshold: 3,
-      duration: 60_000,
-      ipLimit: 5,
-    })
+    const authn = new Authenticator(
+      t.db,
+      events,
+      sealer,
+      { threshold: 3, duration: 60_000, ipLimit: 5 },
+      (realm) => relyingPartyFor(new URL('https://login.example'), realm),
+    )
     const user = await createUser(deps, OPERATOR, 'acme', {
       username: 'bob',
       password: 'long enough secret',

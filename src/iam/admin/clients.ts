@@ -112,6 +112,15 @@ function metadataOf(input: ClientInput) {
         message: `${u} must be https (or http on loopback) without fragment`,
       })
   }
+  if (input.backchannelLogoutUri !== undefined) {
+    // The OP posts logout tokens here with TLS only; no fragment, no credentials in the URI.
+    const u = URL.parse(String(input.backchannelLogoutUri))
+    if (u?.protocol !== 'https:' || u.hash || u.username || u.password)
+      c.errors.push({
+        field: 'backchannelLogoutUri',
+        message: 'must be an https URI without fragment or credentials',
+      })
+  }
   if (grants.includes('authorization_code') && redirects.length === 0)
     c.errors.push({ field: 'redirectUris', message: 'is required for authorization_code' })
   c.done()
