@@ -9,6 +9,8 @@
  * the request's JSON (uids and context) to the explained decision, slice building included.
  */
 import { cpus, loadavg } from 'node:os'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import {
   deriveBindingGroup,
@@ -30,6 +32,12 @@ import type { EntityRecord } from '../src/authz/contract.ts'
 import { Hierarchy } from '../src/authz/hierarchy.ts'
 import { evaluatePrepared, SliceLookup } from '../src/authz/pdp.ts'
 import { actionEntities, type Role } from '../src/authz/schema.ts'
+
+// A full collection before each timed phase, for both sides alike: cedar-wasm's calls make V8
+// request old-space collections (wasm memory growth), which would otherwise land in whichever
+// side happens to run next.
+setFlagsFromString('--expose-gc')
+const settle = runInNewContext('gc') as () => void
 
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000)
 const USERS_PER_TENANT = 100
@@ -352,6 +360,8 @@ export async function main(args: string[]) {
     } satisfies cedar.StatefulAuthorizationCall
   })
 
+  log(`cedar requests built: ${(performance.now() - t0).toFixed(0)} ms`)
+
   // Our side reads the same in-memory hierarchy the PDP's cache keeps (closures computed once).
   const hierarchy = new Hierarchy(deriveBindingGroup)
   for (const [key, s] of entities) hierarchy.set(key, s)
@@ -398,6 +408,8 @@ export async function main(args: string[]) {
       mismatches++
   }
 
+  log(`decisions compared: ${(performance.now() - t0).toFixed(0)} ms`)
+
   // Interleaved in chunks so both sides run under the same machine load (2 shared cores).
   const CHUNK = 500
   for (let i = 0; i < Math.min(2000, requests.length); i++) {
@@ -427,15 +439,18 @@ export async function main(args: string[]) {
   const oursFn = (i: number) => ours(requests[i]!)
   for (let from = 0; from < requests.length; from += CHUNK) {
     const to = Math.min(requests.length, from + CHUNK)
+    settle()
     let start = process.hrtime.bigint()
     for (let i = from; i < to; i++) run(i, cedarFn, latCedar, cpuCedar)
     totalCedar += Number(process.hrtime.bigint() - start)
+    settle()
     start = process.hrtime.bigint()
     for (let i = from; i < to; i++) run(i, oursFn, latOurs, cpuOurs)
     totalOurs += Number(process.hrtime.bigint() - start)
   }
   // Throughput without per-request probes, also interleaved, in wall and CPU time.
   const throughput = (fn: (i: number) => unknown) => {
+    settle()
     const c = cpuNow()
     const s = process.hrtime.bigint()
     for (let i = 0; i < requests.length; i++) fn(i)
@@ -446,6 +461,7 @@ export async function main(args: string[]) {
       cpu: Math.round((requests.length / cpuNs) * 1e9),
     }
   }
+  log(`latency runs: ${(performance.now() - t0).toFixed(0)} ms`)
   const cedarTp = throughput(cedarFn)
   const oursTp = throughput(oursFn)
   const withCpu = (
