@@ -41,7 +41,10 @@ const ROTATION_CHECK_MS = 60 * 60 * 1000
 
 export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const settings = rt.config.iam
-  const kek = await loadKek(rt.config.core.home, settings.keyEncryptionKey)
+  const kek = await loadKek(rt.config.core.home, {
+    key: settings.keyEncryptionKey,
+    file: settings.keyEncryptionKeyFile,
+  })
   const sealer = createSealer(kek)
   const apiAudience = `${rt.publicUrl.origin}/api`
   const issuer = (realm: string) => issuerOf(rt.publicUrl, realm)

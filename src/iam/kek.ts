@@ -34,20 +34,41 @@ export function createSealer(key: Buffer): Sealer {
   }
 }
 
+async function readKekFile(path: string): Promise<Buffer> {
+  const st = await stat(path)
+  // A KEK readable by other users protects nothing: refuse rather than warn.
+  if ((st.mode & 0o077) !== 0) throw new Error(`${path} must not be readable by group or others`)
+  const key = Buffer.from((await readFile(path, 'utf8')).trim(), 'base64')
+  if (key.length !== 32) throw new Error(`${path} does not hold a 32-byte key`)
+  return key
+}
+
+export interface KekSource {
+  /** `iam.keyEncryptionKey`: the key itself, base64. */
+  key?: string | undefined
+  /** `iam.keyEncryptionKeyFile`: a file holding it. */
+  file?: string | undefined
+}
+
 /**
- * The KEK from the setting, else from `$DFLARE_HOME/iam/kek` (created 0600 on first use).
- * A file readable by others is refused rather than used.
+ * The KEK from the setting, else from the configured file, else from `$DFLARE_HOME/iam/kek`
+ * (created 0600 on first use). A key file readable by others is refused rather than used.
  */
-export async function loadKek(home: string, configured?: string): Promise<Buffer> {
-  if (configured) return Buffer.from(configured, 'base64')
+export async function loadKek(home: string, source: KekSource = {}): Promise<Buffer> {
+  if (source.key) return Buffer.from(source.key, 'base64')
+  if (source.file) {
+    try {
+      return await readKekFile(source.file)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new Error(`DFLARE_IAM_KEK_FILE: ${source.file} does not exist`)
+      throw err
+    }
+  }
   const dir = join(home, 'iam')
   const path = join(dir, 'kek')
   try {
-    const st = await stat(path)
-    if ((st.mode & 0o077) !== 0) throw new Error(`${path} must not be readable by group or others`)
-    const key = Buffer.from((await readFile(path, 'utf8')).trim(), 'base64')
-    if (key.length !== 32) throw new Error(`${path} does not hold a 32-byte key`)
-    return key
+    return await readKekFile(path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }

@@ -18,6 +18,15 @@ export const iamSettings = defineSettings({
     },
     secret: true,
   },
+  keyEncryptionKeyFile: {
+    env: 'DFLARE_IAM_KEK_FILE',
+    key: 'iam.keyEncryptionKeyFile',
+    doc: "File holding the identity key-encryption key (32 bytes base64, mode 0600), e.g. mounted by a secrets manager; iam.keyEncryptionKey takes precedence. Separate from the PKI key: neither module can read the other's secrets.",
+    allowed: 'a file path',
+    default: undefined as string | undefined,
+    defaultDoc: '$DFLARE_HOME/iam/kek (generated)',
+    parse: parse.path(),
+  },
   accessTokenTtl: {
     env: 'DFLARE_IAM_ACCESS_TOKEN_TTL',
     key: 'iam.accessTokenTtl',
