@@ -350,6 +350,14 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
     const second = await call('GET', `/tenants/acme/users?limit=1&cursor=${cursor}`, alice)
     assert.equal(second.json().items[0].username, 'dave')
     assert.equal(second.json().next_cursor, undefined)
+    const filtered = await call('GET', '/tenants/acme/users?username_prefix=da', alice)
+    assert.deepEqual(
+      filtered.json().items.map((u: { username: string }) => u.username),
+      ['dave'],
+    )
+    const bad = await call('GET', '/tenants/acme/users?username_prefix=%25%27', alice)
+    assert.equal(bad.status, 400)
+    assert.match(bad.body, /username_prefix/)
     for (const [path, ids] of [
       ['/tenants/acme/domains', ['eng']],
       ['/tenants/acme/projects?domainId=eng', ['ml']],

@@ -11,6 +11,7 @@ import {
   updateUser,
   userSchema,
 } from '../../iam/admin/users.ts'
+import { decodeCursor, page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
@@ -21,7 +22,6 @@ import {
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   type T,
   TAGS,
@@ -51,7 +51,7 @@ export function userRoutes(ctx: IdentityContext): AnyApiRoute[] {
     },
   }
   return [
-    defineRoute<T, ListQuery>({
+    defineRoute<T, ListQuery & { username_prefix?: string }>({
       method: 'GET',
       url: base,
       action: 'user.list',
@@ -59,13 +59,27 @@ export function userRoutes(ctx: IdentityContext): AnyApiRoute[] {
       tags: TAGS,
       schema: {
         params: tenantOnly,
-        querystring: listQuery(),
+        querystring: listQuery({
+          username_prefix: {
+            type: 'string',
+            minLength: 1,
+            maxLength: 128,
+            pattern: '^[A-Za-z0-9._@-]+$',
+          },
+        }),
         response: { 200: listOf(userSchema) },
       },
       resource: ({ tenant }) => tenantRef(tenant),
-      handler: async ({ tenant, query }) => ({
-        body: paged(await read(tenant, (d) => listUsers(d, tenant)), query, (u) => u.username),
-      }),
+      handler: async ({ tenant, query }) => {
+        const rows = await read(tenant, (d) =>
+          listUsers(d, tenant, {
+            after: decodeCursor(query.cursor),
+            prefix: query.username_prefix,
+            limit: query.limit + 1,
+          }),
+        )
+        return { body: page(rows, query.limit, (u) => u.username) }
+      },
     }),
     defineRoute<T, Record<string, never>, Record<string, unknown> & { domainId?: string }>({
       method: 'POST',

@@ -189,10 +189,33 @@ export async function getUser(deps: Pick<AdminDeps, 'db'>, realm: string, id: st
   return toUser(rows[0])
 }
 
-export async function listUsers(deps: Pick<AdminDeps, 'db'>, realm: string) {
+export interface UserListOptions {
+  /** Keyset pagination: only usernames after this one. */
+  after?: string | undefined
+  /** Only usernames starting with this. */
+  prefix?: string | undefined
+  /** At most this many rows. */
+  limit?: number | undefined
+}
+
+/**
+ * A realm's users in username order, one page at a time: the database does the filtering and the
+ * limit, so a realm with a hundred thousand users is never read whole. Usernames are ASCII
+ * (USERNAME), so byte order ("C") is the order clients see and resume from.
+ */
+export async function listUsers(
+  deps: Pick<AdminDeps, 'db'>,
+  realm: string,
+  options: UserListOptions = {},
+) {
   const { rows } = await deps.db.query<Row>(
-    'SELECT * FROM iam.users WHERE realm = $1 ORDER BY username',
-    [realm],
+    `SELECT * FROM iam.users
+      WHERE realm = $1
+        AND ($2::text IS NULL OR username COLLATE "C" > $2)
+        AND ($3::text IS NULL OR starts_with(username, $3))
+      ORDER BY username COLLATE "C"
+      LIMIT $4`,
+    [realm, options.after ?? null, options.prefix ?? null, options.limit ?? null],
   )
   return rows.map(toUser)
 }
