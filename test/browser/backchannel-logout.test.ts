@@ -209,7 +209,7 @@ describe('back-channel logout to relying parties', () => {
   test('admin session revocation: every registered RP of the session is told, after the revocation commits', async () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true })
     const { idTokens } = await signIn(context, ['portal', 'redirector', 'untrusted', 'quiet'])
-    const session = (await listSessions(h.iam.admin, 'acme', alice)).find((s) =>
+    const session = (await listSessions(h.iam.admin, 'acme', { userId: alice })).find((s) =>
       s.clients.includes('portal'),
     )
     assert.ok(session)

@@ -199,7 +199,7 @@ describe('browser login: code + PKCE, password + TOTP', () => {
 
   test('an admin revokes the session: its access and refresh tokens stop working', async () => {
     const claims = await h.iam.service.verifyAccessToken(deviceTokens.access_token, 'acme')
-    const sessions = await listSessions(h.iam.admin, 'acme', claims.sub)
+    const sessions = await listSessions(h.iam.admin, 'acme', { userId: claims.sub })
     const mine = sessions.find((s) => s.id === claims.sid)
     assert.ok(mine, 'the session is listed')
     assert.ok(mine.amr.includes('mfa'))

@@ -1,6 +1,7 @@
 import { type AnyApiRoute, defineRoute } from '../../gateway/route.ts'
 import { uid } from '../../iam/admin/context.ts'
 import { listSessions, revokeSession } from '../../iam/admin/sessions.ts'
+import { decodeCursor, page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   auditOf,
@@ -9,7 +10,6 @@ import {
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   SESSION_ID,
   type T,
@@ -49,9 +49,14 @@ export function sessionRoutes(ctx: IdentityContext): AnyApiRoute[] {
         response: { 200: listOf(sessionSchema) },
       },
       resource: ({ tenant }) => tenantRef(tenant),
-      handler: async ({ tenant, query }) => ({
-        body: paged(await listSessions(admin, tenant, query.userId), query, (s) => s.id),
-      }),
+      handler: async ({ tenant, query }) => {
+        const rows = await listSessions(admin, tenant, {
+          userId: query.userId,
+          after: decodeCursor(query.cursor),
+          limit: query.limit + 1,
+        })
+        return { body: page(rows, query.limit, (s) => s.id) }
+      },
     }),
     defineRoute<Item>({
       method: 'DELETE',

@@ -10,6 +10,7 @@ import {
   updateRealm,
   updateRealmSchema,
 } from '../../iam/admin/realms.ts'
+import { decodeCursor, page } from '../pagination.ts'
 import {
   audited,
   auditOf,
@@ -19,7 +20,6 @@ import {
   listQuery,
   newEntity,
   PLATFORM,
-  paged,
   type T,
   TAGS,
   tenantOnly,
@@ -39,9 +39,13 @@ export function tenantRoutes(ctx: IdentityContext): AnyApiRoute[] {
       tags: TAGS,
       schema: { querystring: listQuery(), response: { 200: listOf(realmSchema) } },
       resource: () => tenantRef(PLATFORM),
-      handler: async ({ query }) => ({
-        body: paged(await listRealms(admin), query, (r) => r.id),
-      }),
+      handler: async ({ query }) => {
+        const rows = await listRealms(admin, {
+          after: decodeCursor(query.cursor),
+          limit: query.limit + 1,
+        })
+        return { body: page(rows, query.limit, (r) => r.id) }
+      },
     }),
     defineRoute<Record<string, never>, Record<string, never>, CreateBody>({
       method: 'POST',

@@ -122,8 +122,16 @@ export async function getRealm(deps: Pick<AdminDeps, 'db'>, id: string): Promise
   return toRealm(rows[0])
 }
 
-export async function listRealms(deps: Pick<AdminDeps, 'db'>): Promise<Realm[]> {
-  const { rows } = await deps.db.query<Row>('SELECT * FROM iam.realms ORDER BY id')
+/** Realms in id order, one page at a time (keyset: ids after `after`). */
+export async function listRealms(
+  deps: Pick<AdminDeps, 'db'>,
+  options: { after?: string | undefined; limit?: number | undefined } = {},
+): Promise<Realm[]> {
+  const { rows } = await deps.db.query<Row>(
+    `SELECT * FROM iam.realms WHERE ($1::text IS NULL OR id COLLATE "C" > $1)
+      ORDER BY id COLLATE "C" LIMIT $2`,
+    [options.after ?? null, options.limit ?? null],
+  )
   return rows.map(toRealm)
 }
 

@@ -27,17 +27,28 @@ const toInfo = (r: Row): SessionInfo => ({
   expiresAt: r.expires_at?.toISOString() ?? null,
 })
 
+export interface SessionListOptions {
+  /** Only this user's sessions. */
+  userId?: string | undefined
+  /** Keyset pagination: only sessions whose id sorts after this one. */
+  after?: string | undefined
+  limit?: number | undefined
+}
+
+/** A realm's live login sessions in id order, one page at a time (filtered by the database). */
 export async function listSessions(
   deps: Pick<AdminDeps, 'db'>,
   realm: string,
-  userId?: string,
+  options: SessionListOptions = {},
 ): Promise<SessionInfo[]> {
   const { rows } = await deps.db.query<Row>(
     `SELECT payload, expires_at FROM iam.oidc_payloads
-     WHERE realm = $1 AND model = 'Session' AND account_id IS NOT NULL
+     WHERE realm = $1 AND model = 'Session' AND account_id IS NOT NULL AND uid IS NOT NULL
        AND ($2::text IS NULL OR account_id = $2) AND (expires_at IS NULL OR expires_at > now())
-     ORDER BY expires_at DESC`,
-    [realm, userId ?? null],
+       AND ($3::text IS NULL OR uid COLLATE "C" > $3)
+     ORDER BY uid COLLATE "C"
+     LIMIT $4`,
+    [realm, options.userId ?? null, options.after ?? null, options.limit ?? null],
   )
   return rows.map(toInfo)
 }

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
+import { listRealms } from '../../src/iam/admin/realms.ts'
 import { createUser, listUsers } from '../../src/iam/admin/users.ts'
 import { type Harness, OPERATOR, seedRealm, startHarness } from './harness.ts'
 
-describe('user listing is paged and filtered by the database', () => {
+describe('users and realms are listed a page at a time by the database', () => {
   let h: Harness
   const names = new Set<string>()
   before(async () => {
@@ -54,5 +55,21 @@ describe('user listing is paged and filtered by the database', () => {
     )
     // Pattern characters are literal: `%` and `_` match only themselves.
     assert.deepEqual(await listUsers(h.iam.admin, 'acme', { prefix: '%' }), [])
+  })
+
+  test('realms page by id with a keyset cursor', async () => {
+    const all = (await listRealms(h.iam.admin)).map((r) => r.id)
+    assert.ok(all.includes('acme') && all.includes('other'))
+    for (let limit = 1; limit <= all.length; limit++) {
+      const seen: string[] = []
+      let after: string | undefined
+      for (;;) {
+        const page = await listRealms(h.iam.admin, { after, limit })
+        seen.push(...page.map((r) => r.id))
+        if (page.length < limit) break
+        after = page.at(-1)!.id
+      }
+      assert.deepEqual(seen, all)
+    }
   })
 })
