@@ -3,13 +3,15 @@
  * every decision in this process, kept consistent with the database across processes:
  * - writers bump `authz.state.revision` and NOTIFY in the same transaction (writer.ts);
  * - this cache applies notifications as they arrive (dropping changed entries);
- * - in `strong` mode each decision first reads the current revision (one single-row query) and,
- *   if a notification has not arrived yet, waits briefly for it, else drops the whole cache. So a
- *   decision that starts after a binding removal committed never sees the removed binding;
+ * - in `strong` mode each decision first reads the current revision (one single-row query, shared
+ *   by concurrent decisions but always one that started after the decision did, see FreshRead)
+ *   and, if a notification has not arrived yet, waits briefly for it, else drops the whole cache.
+ *   So a decision that starts after a binding removal committed never sees the removed binding;
  * - when the listener connection is lost (LISTENER_LOST) the cache is dropped and decisions read
  *   straight from the database until listening again (fail closed, never stale).
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
+import { FreshRead } from '../core/fresh-read.ts'
 import type { BindingGroup } from './catalog.ts'
 import type { EntityData, EntityLookup } from './cedar/compile.ts'
 import { CedarError } from './cedar/errors.ts'
@@ -108,6 +110,8 @@ export class EntityCache {
   #unlisten: (() => Promise<void>) | undefined
   #waiters: { revision: number; resolve: () => void }[] = []
   #stopped = false
+  /** The current revision, read fresh for each caller but shared by concurrent ones. */
+  readonly #revisionNow = new FreshRead(() => this.#readRevision())
 
   constructor(db: Db, consistency: Consistency = 'strong') {
     this.#db = db
@@ -206,7 +210,7 @@ export class EntityCache {
   async sync(): Promise<boolean> {
     if (!this.#listening) return false
     if (this.consistency === 'notify') return true
-    const current = await this.#readRevision()
+    const current = await this.#revisionNow.read()
     if (current <= this.#revision) return true
     const caughtUp = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), NOTIFY_WAIT_MS)

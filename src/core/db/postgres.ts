@@ -38,10 +38,29 @@ async function run<R>(
   return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
 }
 
+/** Setting names and values that may be written into SQL text as they are (no quoting needed). */
+const PLAIN_SETTING_NAME = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/
+const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
+
+/**
+ * BEGIN with the transaction's role and settings in one round trip: a multi-statement simple
+ * query (`BEGIN …; SET LOCAL ROLE …; SELECT set_config(…)`). Only names and values of a plain
+ * character set are written into the text; anything else is set with a parameter afterwards.
+ */
 export async function beginTransaction(tx: Transaction, options: TransactionOptions = {}) {
   const isolation = options.isolation ?? 'read committed'
-  await tx.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`)
-  await applyLocals(tx, options)
+  const statements = [`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`]
+  if (options.role) statements.push(`SET LOCAL ROLE ${assertIdentifier('role', options.role)}`)
+  const rest: [string, string][] = []
+  const inline: string[] = []
+  for (const [name, value] of Object.entries(options.settings ?? {})) {
+    if (PLAIN_SETTING_NAME.test(name) && PLAIN_SETTING_VALUE.test(value))
+      inline.push(`set_config('${name}', '${value}', true)`)
+    else rest.push([name, value])
+  }
+  if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
+  await tx.query(statements.join('; '))
+  for (const [name, value] of rest) await tx.query('SELECT set_config($1, $2, true)', [name, value])
 }
 
 /** Role and settings local to the current transaction. */

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { FreshRead } from '../../src/core/fresh-read.ts'
+
+/** A source whose reads the test completes by hand, recording what each read saw. */
+function source() {
+  let value = 0
+  const started: { saw: number; resolve: (v: number) => void; reject: (e: Error) => void }[] = []
+  return {
+    set(v: number) {
+      value = v
+    },
+    started,
+    read: () =>
+      new Promise<number>((resolve, reject) => {
+        // The value is sampled when the read starts, like a query's snapshot.
+        const saw = value
+        started.push({ saw, resolve: () => resolve(saw), reject })
+      }),
+  }
+}
+
+const tick = () => new Promise((r) => setImmediate(r))
+
+test('a caller never gets a read that started before it called', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  const a = fresh.read()
+  assert.equal(s.started.length, 1)
+  // A change commits while the first read is in flight; b calls after it.
+  s.set(1)
+  const b = fresh.read()
+  const c = fresh.read()
+  assert.equal(s.started.length, 1, 'b and c wait for the next read')
+  s.started[0]!.resolve(0)
+  assert.equal(await a, 0)
+  await tick()
+  assert.equal(s.started.length, 2, 'one read serves both waiting callers')
+  s.started[1]!.resolve(1)
+  assert.equal(await b, 1, 'b sees the change that committed before it called')
+  assert.equal(await c, 1)
+})
+
+test('without contention every call reads', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  for (let i = 0; i < 3; i++) {
+    s.set(i)
+    const p = fresh.read()
+    s.started[i]!.resolve(i)
+    assert.equal(await p, i)
+  }
+  assert.equal(s.started.length, 3)
+})
+
+test('a failed read fails its callers only; the next callers read again', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  const a = fresh.read()
+  const b = fresh.read()
+  s.started[0]!.reject(new Error('down'))
+  await assert.rejects(a, /down/)
+  await tick()
+  assert.equal(s.started.length, 2, 'b got its own read, started after the failure')
+  s.started[1]!.resolve(0)
+  assert.equal(await b, 0)
+})
