@@ -8,6 +8,7 @@ import type { AdminDeps } from './admin/context.ts'
 import { Authenticator } from './authn.ts'
 import { bootstrap } from './bootstrap.ts'
 import { Federation } from './federation.ts'
+import { GatewayState } from './gateway-state.ts'
 import { caFetch } from './https-fetch.ts'
 import { issuerOf } from './issuer.ts'
 import { createSealer, loadKek } from './kek.ts'
@@ -43,7 +44,9 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const sealer = createSealer(kek)
   const apiAudience = `${rt.publicUrl.origin}/api`
   const issuer = (realm: string) => issuerOf(rt.publicUrl, realm)
-  const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience)
+  // What every API request checks (revocations, realm state), held in memory while started.
+  const gatewayState = new GatewayState(rt.db)
+  const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience, gatewayState)
   const keyPolicy = { rotationInterval: settings.keyRotationInterval, overlap: settings.keyOverlap }
   const providers: ProviderCache = new ProviderCache(
     {
@@ -127,6 +130,7 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     name: 'iam',
     routes,
     async start() {
+      await gatewayState.start()
       await bootstrap({
         deps: admin,
         home: rt.config.core.home,
@@ -142,6 +146,7 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     },
     async stop() {
       if (timer) clearInterval(timer)
+      await gatewayState.stop()
     },
   }
   const provider = async (realm: string) => (await providers.get(realm))?.provider

@@ -1,5 +1,6 @@
 import { createLocalJWKSet, decodeProtectedHeader, errors, type JWK, jwtVerify } from 'jose'
 import type { Db } from '../core/db/index.ts'
+import { GatewayState } from './gateway-state.ts'
 import { publishedKeys } from './keys.ts'
 import { parseTokenScope, SCOPE_CLAIM, type TokenScope } from './scope.ts'
 
@@ -49,11 +50,19 @@ export class AccessTokenVerifier {
   readonly #issuer: (realm: string) => string
   readonly #audience: string
   readonly #cache = new Map<string, Cached>()
+  /** Revocations and realm state (from memory once started, always as new as the database). */
+  readonly state: GatewayState
 
-  constructor(db: Db, issuer: (realm: string) => string, audience: string) {
+  constructor(
+    db: Db,
+    issuer: (realm: string) => string,
+    audience: string,
+    state: GatewayState = new GatewayState(db),
+  ) {
     this.#db = db
     this.#issuer = issuer
     this.#audience = audience
+    this.state = state
   }
 
   async #keys(realm: string, kid: string | undefined) {
@@ -79,6 +88,10 @@ export class AccessTokenVerifier {
     }
     if (header.alg !== 'RS256') throw new TokenRejected('algorithm not allowed')
     if (typeof header.kid !== 'string') throw new TokenRejected('no key id')
+    // The revocation state is synchronised while the signature is checked; started here, in
+    // the caller's synchronous run, so that the caller's other IAM checks can share the read.
+    const synced = this.state.sync()
+    synced.catch(() => {})
     const keys = await this.#keys(expectedRealm, header.kid)
     if (keys.keys.length === 0) throw new TokenRejected('unknown realm')
     let payload: Record<string, unknown>
@@ -104,9 +117,9 @@ export class AccessTokenVerifier {
     if (!scope) throw new TokenRejected('scope claim invalid')
     const jti = String(payload.jti)
     const sid = typeof payload.sid === 'string' ? payload.sid : undefined
-    if (await this.isTokenRevoked(jti)) throw new TokenRejected('revoked')
-    if (sid && (await this.isSessionRevoked(expectedRealm, sid)))
-      throw new TokenRejected('session revoked')
+    const revoked = await this.state.isRevoked(expectedRealm, jti, sid, synced)
+    if (revoked === 'token') throw new TokenRejected('revoked')
+    if (revoked === 'session') throw new TokenRejected('session revoked')
     return {
       iss: String(payload.iss),
       sub: String(payload.sub),
@@ -127,19 +140,11 @@ export class AccessTokenVerifier {
     }
   }
 
-  async isTokenRevoked(jti: string) {
-    const r = await this.#db.query(
-      'SELECT 1 FROM iam.revoked_tokens WHERE jti = $1 AND expires_at > now()',
-      [jti],
-    )
-    return r.rows.length > 0
+  isTokenRevoked(jti: string): Promise<boolean> {
+    return this.state.isTokenRevoked(jti)
   }
 
-  async isSessionRevoked(realm: string, sid: string) {
-    const r = await this.#db.query(
-      'SELECT 1 FROM iam.revoked_sessions WHERE realm = $1 AND sid = $2 AND expires_at > now()',
-      [realm, sid],
-    )
-    return r.rows.length > 0
+  isSessionRevoked(realm: string, sid: string): Promise<boolean> {
+    return this.state.isSessionRevoked(realm, sid)
   }
 }

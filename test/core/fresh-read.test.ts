@@ -27,6 +27,7 @@ test('a caller never gets a read that started before it called', async () => {
   const fresh = new FreshRead(s.read)
   const a = fresh.read()
   assert.equal(s.started.length, 1)
+  await tick()
   // A change commits while the first read is in flight; b calls after it.
   s.set(1)
   const b = fresh.read()
@@ -57,6 +58,7 @@ test('a failed read fails its callers only; the next callers read again', async 
   const s = source()
   const fresh = new FreshRead(s.read)
   const a = fresh.read()
+  await tick()
   const b = fresh.read()
   s.started[0]!.reject(new Error('down'))
   await assert.rejects(a, /down/)
@@ -64,4 +66,22 @@ test('a failed read fails its callers only; the next callers read again', async 
   assert.equal(s.started.length, 2, 'b got its own read, started after the failure')
   s.started[1]!.resolve(0)
   assert.equal(await b, 0)
+})
+
+test('callers in the same synchronous run share the read it started; later ones do not', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  const a = fresh.read()
+  const b = fresh.read() // same synchronous run: nothing new can be known since a's read began
+  assert.equal(s.started.length, 1)
+  await new Promise((r) => setImmediate(r)) // I/O may have been processed since
+  s.set(1)
+  const c = fresh.read()
+  assert.equal(s.started.length, 1, 'c waits for a read that starts after it called')
+  s.started[0]!.resolve(0)
+  assert.equal(await a, 0)
+  assert.equal(await b, 0)
+  await tick()
+  s.started[1]!.resolve(1)
+  assert.equal(await c, 1)
 })
