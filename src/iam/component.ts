@@ -32,6 +32,8 @@ export interface Iam {
   admin: AdminDeps
   /** Rotates due signing keys of every realm (also run hourly by the component). */
   rotateKeys(): Promise<number>
+  /** Revocations and realm state as the gateway sees them (started with the component). */
+  gatewayState: GatewayState
   /** The realm's oidc-provider instance (tests, benchmarks). */
   provider(realm: string): Promise<import('oidc-provider').Provider | undefined>
 }
@@ -150,5 +152,5 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     },
   }
   const provider = async (realm: string) => (await providers.get(realm))?.provider
-  return { component, service, routes, admin, rotateKeys, provider }
+  return { component, service, routes, admin, rotateKeys, provider, gatewayState }
 }

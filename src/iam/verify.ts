@@ -37,6 +37,17 @@ export class TokenRejected extends Error {
 
 const KEYS_TTL_MS = 30_000
 const REFRESH_MIN_MS = 5_000
+const CLOCK_TOLERANCE_S = 5
+/** Tokens whose signature was verified, remembered (oldest first out) up to this many. */
+const MAX_VERIFIED_TOKENS = 10_000
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    for (const v of Object.values(o)) deepFreeze(v)
+  }
+  return o
+}
 
 type Cached = { at: number; keys: JWK[]; set: ReturnType<typeof createLocalJWKSet> }
 
@@ -50,6 +61,10 @@ export class AccessTokenVerifier {
   readonly #issuer: (realm: string) => string
   readonly #audience: string
   readonly #cache = new Map<string, Cached>()
+  readonly #verifiedTokens = new Map<
+    string,
+    { claims: AccessTokenClaims; keys: Cached; key: JWK }
+  >()
   /** Revocations and realm state (from memory once started, always as new as the database). */
   readonly state: GatewayState
 
@@ -92,16 +107,43 @@ export class AccessTokenVerifier {
     // the caller's synchronous run, so that the caller's other IAM checks can share the read.
     const synced = this.state.sync()
     synced.catch(() => {})
-    const keys = await this.#keys(expectedRealm, header.kid)
+    const claims = await this.#verified(token, expectedRealm, header.kid)
+    const revoked = await this.state.isRevoked(expectedRealm, claims.jti, claims.sid, synced)
+    if (revoked === 'token') throw new TokenRejected('revoked')
+    if (revoked === 'session') throw new TokenRejected('session revoked')
+    return claims
+  }
+
+  /**
+   * Signature and claims, remembered per token: the same token string against the same realm
+   * key gives the same answer, so a token seen before skips the RSA verification while its key
+   * is still the one published and the token has not expired. Everything that can change
+   * (expiry, key set, revocation) is checked on every call.
+   */
+  async #verified(token: string, realm: string, kid: string): Promise<AccessTokenClaims> {
+    const keys = await this.#keys(realm, kid)
     if (keys.keys.length === 0) throw new TokenRejected('unknown realm')
+    const cacheKey = `${realm}\u0000${token}`
+    const hit = this.#verifiedTokens.get(cacheKey)
+    if (hit) {
+      const current = keys === hit.keys ? hit.key : keys.keys.find((k) => k.kid === kid)
+      if (
+        current !== undefined &&
+        current.n === hit.key.n &&
+        current.e === hit.key.e &&
+        hit.claims.exp > Date.now() / 1000 - CLOCK_TOLERANCE_S
+      )
+        return hit.claims
+      this.#verifiedTokens.delete(cacheKey)
+    }
     let payload: Record<string, unknown>
     try {
       const result = await jwtVerify(token, keys.set, {
         algorithms: ['RS256'],
-        issuer: this.#issuer(expectedRealm),
+        issuer: this.#issuer(realm),
         audience: this.#audience,
         typ: 'at+jwt',
-        clockTolerance: 5,
+        clockTolerance: CLOCK_TOLERANCE_S,
         requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'tid', SCOPE_CLAIM],
       })
       payload = result.payload as Record<string, unknown>
@@ -112,32 +154,36 @@ export class AccessTokenVerifier {
         throw new TokenRejected(`claim ${err.claim} invalid`)
       throw new TokenRejected('signature or format invalid')
     }
-    if (payload.tid !== expectedRealm) throw new TokenRejected('wrong tenant')
+    if (payload.tid !== realm) throw new TokenRejected('wrong tenant')
     const scope = parseTokenScope(payload[SCOPE_CLAIM])
     if (!scope) throw new TokenRejected('scope claim invalid')
-    const jti = String(payload.jti)
-    const sid = typeof payload.sid === 'string' ? payload.sid : undefined
-    const revoked = await this.state.isRevoked(expectedRealm, jti, sid, synced)
-    if (revoked === 'token') throw new TokenRejected('revoked')
-    if (revoked === 'session') throw new TokenRejected('session revoked')
-    return {
+    const claims: AccessTokenClaims = {
       iss: String(payload.iss),
       sub: String(payload.sub),
       aud: payload.aud as string | string[],
       exp: Number(payload.exp),
       iat: Number(payload.iat),
-      jti,
+      jti: String(payload.jti),
       client_id: String(payload.client_id),
-      tid: expectedRealm,
+      tid: realm,
       scope,
       scopeParam: typeof payload.scope === 'string' ? payload.scope : '',
       amr: Array.isArray(payload.amr) ? payload.amr.map(String) : [],
       acr: typeof payload.acr === 'string' ? payload.acr : undefined,
       auth_time: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
-      sid,
+      sid: typeof payload.sid === 'string' ? payload.sid : undefined,
       service: payload.sub === payload.client_id && !payload.auth_time,
       raw: payload,
     }
+    // Callers get the same object on every hit: it must not be changed.
+    deepFreeze(claims)
+    const key = keys.keys.find((k) => k.kid === kid)
+    if (key) {
+      if (this.#verifiedTokens.size >= MAX_VERIFIED_TOKENS)
+        this.#verifiedTokens.delete(this.#verifiedTokens.keys().next().value!)
+      this.#verifiedTokens.set(cacheKey, { claims, keys, key })
+    }
+    return claims
   }
 
   isTokenRevoked(jti: string): Promise<boolean> {
