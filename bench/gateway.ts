@@ -15,8 +15,8 @@
  *
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
- * `--profile=DIR` writes a V8 CPU profile of the server process during each pipeline run
- * (`DIR/pipeline-<connections>.cpuprofile`, for Chrome DevTools or `node --cpu-prof` tooling).
+ * `--profile=DIR` writes a V8 CPU profile of the server process during each run
+ * (`DIR/{bare,pipeline}-<connections>.cpuprofile`, for Chrome DevTools).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { loadavg } from 'node:os'
@@ -105,7 +105,14 @@ export default async function (args: string[]) {
     let pipelineRequests = 0
     for (const connections of levels) {
       const load = loadavg()[0]
+      if (profile) await ask(child, { profileStart: true }, 'profiling')
       const bare = await drive(child, ready.bare, {}, seconds, connections)
+      if (profile)
+        await ask(
+          child,
+          { profileStop: join(profile, `bare-${connections}.cpuprofile`) },
+          'profiled',
+        )
       if (profile) await ask(child, { profileStart: true }, 'profiling')
       const pipeline = await drive(child, ready.pipeline, auth, seconds, connections)
       if (profile)
