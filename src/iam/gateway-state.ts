@@ -6,15 +6,16 @@
  *   a realm or records a revocation (migration 0002), so each process learns of every change;
  * - revocations (small, short-lived, only ever added) are all held in memory; realm rows are
  *   cached on first use and dropped when a notice names them;
- * - `sync()` reads the current revision (one single-row query, shared by concurrent callers but
- *   always one that started after the caller did) and, if a notice has not arrived yet, waits
+ * - `sync()` reads the current revision (one single-row query, shared with concurrent callers
+ *   and other modules' checks, but always one that started after the caller did or its request
+ *   arrived: core/revisions.ts, core/fresh-read.ts) and, if a notice has not arrived yet, waits
  *   briefly for it, else drops what it cannot trust and reads the database until reloaded. So a
  *   request that arrives after a revocation committed, in this process or any other, is refused;
  * - when the listener connection is lost every answer comes from the database until listening
  *   again (fail closed, never stale).
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
-import { FreshRead } from '../core/fresh-read.ts'
+import { revisionsOf } from '../core/revisions.ts'
 
 export const GATEWAY_CHANNEL = 'iam_gateway'
 const NOTIFY_WAIT_MS = 200
@@ -22,6 +23,7 @@ const NOTIFY_WAIT_MS = 200
 const MAX_REVOCATIONS = 1_000_000
 const MAX_REALMS = 100_000
 const PRUNE_EVERY_MS = 60_000
+const REVISION_SQL = 'SELECT revision FROM iam.state WHERE singleton'
 
 export interface RealmState {
   disabled: boolean
@@ -56,10 +58,10 @@ export class GatewayState {
   readonly #sessions = new Map<string, number>()
   #waiters: { revision: number; resolve: () => void }[] = []
   #lastPrune = Date.now()
-  readonly #revisionNow = new FreshRead(() => this.#readRevision())
 
   constructor(db: Db) {
     this.#db = db
+    revisionsOf(db).register('iam', REVISION_SQL)
   }
 
   /** Whether answers currently come from memory (tests, metrics). */
@@ -88,7 +90,7 @@ export class GatewayState {
    */
   async sync(): Promise<boolean> {
     if (!this.#ready) return false
-    const current = await this.#revisionNow.read()
+    const current = await revisionsOf(this.#db).current('iam')
     this.#prune()
     if (current <= this.#revision) return this.#ready
     const caughtUp = await new Promise<boolean>((resolve) => {
@@ -171,9 +173,7 @@ export class GatewayState {
   }
 
   async #readRevision(): Promise<number> {
-    const { rows } = await this.#db.query<{ revision: number }>(
-      'SELECT revision FROM iam.state WHERE singleton',
-    )
+    const { rows } = await this.#db.query<{ revision: number }>(REVISION_SQL)
     return rows[0]?.revision ?? 0
   }
 

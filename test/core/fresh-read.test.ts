@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { FreshRead } from '../../src/core/fresh-read.ts'
+import { enterRequest, FreshRead } from '../../src/core/fresh-read.ts'
 
 /** A source whose reads the test completes by hand, recording what each read saw. */
 function source() {
@@ -84,4 +84,50 @@ test('callers in the same synchronous run share the read it started; later ones 
   await tick()
   s.started[1]!.resolve(1)
   assert.equal(await c, 1)
+})
+
+/** Runs `fn` in an asynchronous context of its own (what enterRequest marks stays inside). */
+const isolated = <T>(fn: () => Promise<T>) =>
+  new Promise<T>((resolve, reject) => setImmediate(() => fn().then(resolve, reject)))
+
+test('inside a request, a read that started after the request arrived serves it', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  await isolated(async () => {
+    enterRequest(performance.now())
+    // Another caller's read starts after this request arrived and completes.
+    await tick()
+    const first = fresh.read()
+    s.started[0]!.resolve(0)
+    await first
+    await tick()
+    s.set(1)
+    // Later in the same request: the completed read still serves it (nothing it could know of
+    // is newer than its arrival), no new read.
+    assert.equal(await fresh.read(), 0)
+    assert.equal(s.started.length, 1)
+  })
+  // Outside the request (another caller, now): that read started before, so a new one is made.
+  const later = fresh.read()
+  assert.equal(s.started.length, 2)
+  s.started[1]!.resolve(1)
+  assert.equal(await later, 1)
+})
+
+test('a request never gets a read that started before it arrived', async () => {
+  const s = source()
+  const fresh = new FreshRead(s.read)
+  const early = fresh.read() // started before the request below arrives
+  await tick()
+  await isolated(async () => {
+    s.set(1)
+    enterRequest(performance.now())
+    const mine = fresh.read()
+    assert.equal(s.started.length, 1, 'waits for the next read')
+    s.started[0]!.resolve(0)
+    assert.equal(await early, 0)
+    await tick()
+    s.started[1]!.resolve(1)
+    assert.equal(await mine, 1)
+  })
 })
