@@ -1,8 +1,8 @@
 /**
  * Gateway overhead. The real control plane (as `dflare up` composes it) runs in a child process;
  * one Fastify instance, one TLS listener, serves both
- * - `bare`: a route that does the list handler's database read (a read-only transaction as
- *   `dflare_app` with `dflare.tenant` set) and nothing else, and
+ * - `bare`: a route that runs the API's list handler itself (a read-only transaction as
+ *   `dflare_app` with `dflare.tenant` set, the same response schema) and nothing else, and
  * - `pipeline`: `GET /api/v1/tenants/bench/clusters?limit=10` through the full gateway: JWT
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
  *   limits, the PDP (strong consistency), the same read, and one audit event group-committed to

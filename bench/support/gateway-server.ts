@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import pino from 'pino'
-import { readInTenant } from '../../src/api/tenant-scope.ts'
+import { resourceRoutes } from '../../src/api/resources.ts'
 import { createLogger } from '../../src/core/log.ts'
 import { createControlPlane } from '../../src/server/compose.ts'
 import { loadDflareConfig } from '../../src/server/config.ts'
@@ -64,24 +64,29 @@ const { config } = loadDflareConfig({
   },
   file: undefined,
 })
-// Production logging (one JSON line per request at info), written where nobody reads it.
-const log = createLogger({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }))
+// Production logging (one JSON line per request at info, written synchronously as to stdout),
+// to where nobody reads it.
+const log = createLogger({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }))
 const plane = await createControlPlane(config, log)
 const db = plane.runtime.db
-plane.app.get('/bench/bare', async () => {
-  const rows = await readInTenant(
-    db,
-    TENANT,
-    async (q) =>
-      (
-        await q.query(
-          'SELECT * FROM api.resources WHERE tenant = $1 AND kind = $2 ORDER BY id LIMIT 11',
-          [TENANT, 'Cluster'],
-        )
-      ).rows,
-  )
-  return { items: rows }
-})
+// The bare route runs the API's own list handler, with the same schemas, on the same Fastify
+// instance: only authentication, authorization and audit are missing.
+const list = resourceRoutes({
+  db,
+  entities: { upsert: async () => {}, remove: async () => {} },
+  projectExists: async () => false,
+}).find((r) => r.method === 'GET' && r.url === '/tenants/:tenant/clusters')!
+plane.app.get(
+  '/bench/bare',
+  { schema: { querystring: list.schema!.querystring, response: list.schema!.response } },
+  async (request, reply) => {
+    const result = await list.handler({
+      tenant: TENANT,
+      query: request.query,
+    } as unknown as Parameters<typeof list.handler>[0])
+    return reply.code(result.status ?? 200).send(result.body)
+  },
+)
 const url = await plane.listen()
 const server = {
   url,
@@ -177,7 +182,7 @@ process.send!({
     origin: server.url.origin,
     ca,
     token,
-    bare: `${server.url.origin}/bench/bare`,
+    bare: `${server.url.origin}/bench/bare?limit=10`,
     pipeline: `${server.url.origin}/api/v1/tenants/${TENANT}/clusters?limit=10`,
   },
 })

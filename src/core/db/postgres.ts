@@ -153,18 +153,32 @@ export class PostgresDb implements Db {
           },
         ),
       )
+    // Statements issued together (in one run of the event loop) leave in one write.
+    const socket = streamOf(client)
+    let corked = false
+    const batch = () => {
+      if (!socket || corked) return
+      corked = true
+      socket.cork()
+      process.nextTick(() => {
+        corked = false
+        socket.uncork()
+      })
+    }
     const tx: Transaction = {
-      query: (sql, params) => gated(run(client, sql, params)),
-      exec: (sql) => gated(client.query(sql).then(() => undefined)),
+      query: (sql, params) => {
+        batch()
+        return gated(run(client, sql, params))
+      },
+      exec: (sql) => {
+        batch()
+        return gated(client.query(sql).then(() => undefined))
+      },
     }
     let broken = false
     try {
       // With pipelineBegin, BEGIN and the first statement leave in one write.
-      const socket = options.pipelineBegin ? streamOf(client) : undefined
-      if (socket) {
-        socket.cork()
-        process.nextTick(() => socket.uncork())
-      }
+      batch()
       const sent = [run(client, begin.text)]
       for (const [name, value] of begin.params)
         sent.push(run(client, 'SELECT set_config($1, $2, true)', [name, value]))
@@ -174,6 +188,7 @@ export class PostgresDb implements Db {
       const result = await fn(tx)
       // COMMIT is queued behind whatever is still outstanding; if any of it failed the server
       // turns the COMMIT into a ROLLBACK, and the failure is thrown here.
+      batch()
       const commit = client.query('COMMIT')
       commit.catch(() => {})
       await Promise.all([begun, ...issued])
