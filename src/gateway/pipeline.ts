@@ -44,8 +44,6 @@ interface RequestState {
   principal?: Principal
   resource?: ResourceRef
   decision?: { determining: string[]; reason: string }
-  /** The tenant existence check, started alongside authentication (see onRequest). */
-  tenantExists?: Promise<boolean>
 }
 
 declare module 'fastify' {
@@ -211,16 +209,12 @@ export async function registerApi(
             // no older than its arrival: checks can share reads that started after it.
             enterRequest(request.dflare.started)
             const now = Math.floor(deps.clock.now().getTime() / 1000)
-            const authorization = request.headers.authorization
-            let peer: Principal | undefined
-            let authenticated: Principal | Promise<Principal>
             try {
-              peer = deps.identifyPeer?.(request.raw.socket as TLSSocket)
-              authenticated =
-                peer ??
-                authenticateBearer(
+              request.dflare.principal =
+                deps.identifyPeer?.(request.raw.socket as TLSSocket) ??
+                (await authenticateBearer(
                   deps.authority,
-                  authorization,
+                  request.headers.authorization,
                   tenant,
                   {
                     method: request.method,
@@ -232,20 +226,7 @@ export async function registerApi(
                     now,
                   },
                   now,
-                )
-            } catch (err) {
-              authenticated = Promise.reject(err)
-            }
-            // Whether the tenant exists is asked in the same synchronous run as the token check,
-            // so identity can answer both from one freshness check of its state; the answer is
-            // only looked at once the caller is authenticated (preHandler).
-            if (peer || authorization?.startsWith('Bearer ')) {
-              const exists = deps.tenantExists(tenant)
-              exists.catch(() => {})
-              request.dflare.tenantExists = exists
-            }
-            try {
-              request.dflare.principal = await authenticated
+                ))
             } catch (err) {
               // `isAllowed` only means allow-listed; `isExceeded` is the verdict.
               const verdict = await anonymousLimit(request)
@@ -265,7 +246,7 @@ export async function registerApi(
             // A tenant principal never learns whether another tenant or its resources exist.
             if (principal.realm !== PLATFORM_REALM && principal.realm !== s.tenant)
               throw problems.notFound()
-            if (!(await (s.tenantExists ?? deps.tenantExists(s.tenant)))) throw problems.notFound()
+            if (!(await deps.tenantExists(s.tenant))) throw problems.notFound()
             const found = await route.resource({
               params: request.params,
               query: request.query,

@@ -145,15 +145,6 @@ export class GatewayState {
     return this.#realm(id, await this.sync())
   }
 
-  /**
-   * The realm's row as of the last sync or notice, without reading the revision: for checks
-   * that a fresh answer already covered in the same request (the token lifetime, which
-   * `AccessTokenVerifier.verify` enforces afresh first).
-   */
-  async realmAsOfLastSync(id: string): Promise<RealmState | undefined> {
-    return this.#realm(id, this.#ready)
-  }
-
   async #realm(id: string, useMemory: boolean): Promise<RealmState | undefined> {
     if (useMemory) {
       const cached = this.#realms.get(id)

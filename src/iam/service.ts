@@ -15,17 +15,13 @@ export interface IamService {
   jwks(realm: string): Promise<{ keys: JWK[] }>
   /**
    * Full verification (signature, iss, aud, typ, exp/nbf, tenant, scope, revocation). Revocation
-   * and realm state are as new as the database was when the call began, whichever process
-   * changed them.
+   * and realm state (here and below) are as new as the database was when the call began, or when
+   * the API request it serves arrived, whichever process changed them.
    */
   verifyAccessToken(token: string, expectedRealm: string): Promise<AccessTokenClaims>
   isSessionRevoked(realm: string, sid: string): Promise<boolean>
   isTokenRevoked(jti: string): Promise<boolean>
-  /**
-   * Seconds; a revocation is visible to the gateway within this long at most. Answered as of the
-   * latest synchronisation with the database (each `verifyAccessToken` synchronises, so right
-   * after verifying a token it is current as of that call).
-   */
+  /** Seconds; a revocation is visible to the gateway within this long at most. */
   maxAccessTokenTtl(realm: string): Promise<number>
 }
 
@@ -49,7 +45,7 @@ export function createIamService(opts: {
     isSessionRevoked: (realm, sid) => verifier.isSessionRevoked(realm, sid),
     isTokenRevoked: (jti) => verifier.isTokenRevoked(jti),
     async maxAccessTokenTtl(realm) {
-      const r = await verifier.state.realmAsOfLastSync(realm)
+      const r = await verifier.state.realm(realm)
       return Math.min(900, r?.accessTokenTtl ?? Math.round(opts.defaultAccessTokenTtlMs / 1000))
     },
   }

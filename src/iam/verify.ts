@@ -103,8 +103,7 @@ export class AccessTokenVerifier {
     }
     if (header.alg !== 'RS256') throw new TokenRejected('algorithm not allowed')
     if (typeof header.kid !== 'string') throw new TokenRejected('no key id')
-    // The revocation state is synchronised while the signature is checked; started here, in
-    // the caller's synchronous run, so that the caller's other IAM checks can share the read.
+    // The revocation state is synchronised while the signature is checked.
     const synced = this.state.sync()
     synced.catch(() => {})
     const claims = await this.#verified(token, expectedRealm, header.kid)
