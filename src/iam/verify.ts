@@ -41,6 +41,28 @@ const CLOCK_TOLERANCE_S = 5
 /** Tokens whose signature was verified, remembered (oldest first out) up to this many. */
 const MAX_VERIFIED_TOKENS = 10_000
 
+/** The claims of a verified payload (scope checked by the caller), a new object each time. */
+function claimsOf(payload: Readonly<Record<string, unknown>>, realm: string): AccessTokenClaims {
+  return {
+    iss: String(payload.iss),
+    sub: String(payload.sub),
+    aud: payload.aud as string | string[],
+    exp: Number(payload.exp),
+    iat: Number(payload.iat),
+    jti: String(payload.jti),
+    client_id: String(payload.client_id),
+    tid: realm,
+    scope: parseTokenScope(payload[SCOPE_CLAIM])!,
+    scopeParam: typeof payload.scope === 'string' ? payload.scope : '',
+    amr: Array.isArray(payload.amr) ? payload.amr.map(String) : [],
+    acr: typeof payload.acr === 'string' ? payload.acr : undefined,
+    auth_time: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
+    sid: typeof payload.sid === 'string' ? payload.sid : undefined,
+    service: payload.sub === payload.client_id && !payload.auth_time,
+    raw: { ...payload },
+  }
+}
+
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o)
@@ -63,7 +85,7 @@ export class AccessTokenVerifier {
   readonly #cache = new Map<string, Cached>()
   readonly #verifiedTokens = new Map<
     string,
-    { claims: AccessTokenClaims; keys: Cached; key: JWK }
+    { payload: Readonly<Record<string, unknown>>; keys: Cached; key: JWK }
   >()
   /** Revocations and realm state (from memory once started, always as new as the database). */
   readonly state: GatewayState
@@ -130,9 +152,9 @@ export class AccessTokenVerifier {
         current !== undefined &&
         current.n === hit.key.n &&
         current.e === hit.key.e &&
-        hit.claims.exp > Date.now() / 1000 - CLOCK_TOLERANCE_S
+        Number(hit.payload.exp) > Date.now() / 1000 - CLOCK_TOLERANCE_S
       )
-        return hit.claims
+        return claimsOf(hit.payload, realm)
       this.#verifiedTokens.delete(cacheKey)
     }
     let payload: Record<string, unknown>
@@ -154,35 +176,16 @@ export class AccessTokenVerifier {
       throw new TokenRejected('signature or format invalid')
     }
     if (payload.tid !== realm) throw new TokenRejected('wrong tenant')
-    const scope = parseTokenScope(payload[SCOPE_CLAIM])
-    if (!scope) throw new TokenRejected('scope claim invalid')
-    const claims: AccessTokenClaims = {
-      iss: String(payload.iss),
-      sub: String(payload.sub),
-      aud: payload.aud as string | string[],
-      exp: Number(payload.exp),
-      iat: Number(payload.iat),
-      jti: String(payload.jti),
-      client_id: String(payload.client_id),
-      tid: realm,
-      scope,
-      scopeParam: typeof payload.scope === 'string' ? payload.scope : '',
-      amr: Array.isArray(payload.amr) ? payload.amr.map(String) : [],
-      acr: typeof payload.acr === 'string' ? payload.acr : undefined,
-      auth_time: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
-      sid: typeof payload.sid === 'string' ? payload.sid : undefined,
-      service: payload.sub === payload.client_id && !payload.auth_time,
-      raw: payload,
-    }
-    // Callers get the same object on every hit: it must not be changed.
-    deepFreeze(claims)
+    if (!parseTokenScope(payload[SCOPE_CLAIM])) throw new TokenRejected('scope claim invalid')
+    // Remembered payloads are shared: frozen, and every caller gets claims of its own.
+    deepFreeze(payload)
     const key = keys.keys.find((k) => k.kid === kid)
     if (key) {
       if (this.#verifiedTokens.size >= MAX_VERIFIED_TOKENS)
         this.#verifiedTokens.delete(this.#verifiedTokens.keys().next().value!)
-      this.#verifiedTokens.set(cacheKey, { claims, keys, key })
+      this.#verifiedTokens.set(cacheKey, { payload, keys, key })
     }
-    return claims
+    return claimsOf(payload, realm)
   }
 
   isTokenRevoked(jti: string): Promise<boolean> {

@@ -233,6 +233,18 @@ describe('remembered verifications and in-memory revocation state', () => {
     )
   })
 
+  test('what one caller does with its claims never reaches the next caller', async () => {
+    const tok = await token({ amr: ['pwd', 'otp'] })
+    const first = await verify(tok)
+    first.amr.push('mfa')
+    first.raw.sub = 'mallory'
+    ;(first as { sub: string }).sub = 'mallory'
+    const second = await verify(tok)
+    assert.deepEqual(second.amr, ['pwd', 'otp'])
+    assert.equal(second.sub, 'alice')
+    assert.equal(second.raw.sub, 'alice')
+  })
+
   test('lost listener: answers come from the database, never stale', {
     skip: testEngine !== 'postgres',
   }, async () => {
