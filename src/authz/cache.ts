@@ -3,13 +3,16 @@
  * every decision in this process, kept consistent with the database across processes:
  * - writers bump `authz.state.revision` and NOTIFY in the same transaction (writer.ts);
  * - this cache applies notifications as they arrive (dropping changed entries);
- * - in `strong` mode each decision first reads the current revision (one single-row query) and,
- *   if a notification has not arrived yet, waits briefly for it, else drops the whole cache. So a
- *   decision that starts after a binding removal committed never sees the removed binding;
+ * - in `strong` mode each decision first reads the current revision (one single-row query, shared
+ *   with concurrent decisions and other modules' checks, but always one that started after the
+ *   decision did or its request arrived: core/revisions.ts, core/fresh-read.ts)
+ *   and, if a notification has not arrived yet, waits briefly for it, else drops the whole cache.
+ *   So a decision that starts after a binding removal committed never sees the removed binding;
  * - when the listener connection is lost (LISTENER_LOST) the cache is dropped and decisions read
  *   straight from the database until listening again (fail closed, never stale).
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
+import { revisionsOf } from '../core/revisions.ts'
 import type { BindingGroup } from './catalog.ts'
 import type { EntityData, EntityLookup } from './cedar/compile.ts'
 import { CedarError } from './cedar/errors.ts'
@@ -30,6 +33,7 @@ const PRINCIPAL_TYPES = new Set(
 /** Bounds on the slice of the hierarchy one decision may load (a runaway graph is denied). */
 const MAX_SLICE = 2048
 const NOTIFY_WAIT_MS = 200
+const REVISION_SQL = 'SELECT revision FROM authz.state WHERE singleton'
 
 export class SliceTooLargeError extends Error {
   override name = 'SliceTooLargeError'
@@ -108,10 +112,10 @@ export class EntityCache {
   #unlisten: (() => Promise<void>) | undefined
   #waiters: { revision: number; resolve: () => void }[] = []
   #stopped = false
-
   constructor(db: Db, consistency: Consistency = 'strong') {
     this.#db = db
     this.consistency = consistency
+    revisionsOf(db).register('authz', REVISION_SQL)
   }
 
   get listening() {
@@ -147,9 +151,7 @@ export class EntityCache {
   }
 
   async #readRevision(): Promise<number> {
-    const { rows } = await this.#db.query<{ revision: number }>(
-      'SELECT revision FROM authz.state WHERE singleton',
-    )
+    const { rows } = await this.#db.query<{ revision: number }>(REVISION_SQL)
     return rows[0]?.revision ?? 0
   }
 
@@ -206,7 +208,7 @@ export class EntityCache {
   async sync(): Promise<boolean> {
     if (!this.#listening) return false
     if (this.consistency === 'notify') return true
-    const current = await this.#readRevision()
+    const current = await revisionsOf(this.#db).current('authz')
     if (current <= this.#revision) return true
     const caughtUp = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), NOTIFY_WAIT_MS)

@@ -33,21 +33,29 @@ export interface RecordedRequest {
 /** Bounded log of recent requests per tenant, replayed by policy dry-runs. */
 export class RecentRequests {
   readonly #perTenant: number
-  readonly #byTenant = new Map<string, RecordedRequest[]>()
+  /** Per tenant a ring: `next` is where the following request goes once the ring is full. */
+  readonly #byTenant = new Map<string, { items: RecordedRequest[]; next: number }>()
   constructor(perTenant = 1000) {
     this.#perTenant = perTenant
   }
   add(r: RecordedRequest) {
-    let list = this.#byTenant.get(r.tenant)
-    if (!list) {
-      list = []
-      this.#byTenant.set(r.tenant, list)
+    if (this.#perTenant <= 0) return
+    let ring = this.#byTenant.get(r.tenant)
+    if (!ring) {
+      ring = { items: [], next: 0 }
+      this.#byTenant.set(r.tenant, ring)
     }
-    list.push(r)
-    if (list.length > this.#perTenant) list.splice(0, list.length - this.#perTenant)
+    if (ring.items.length < this.#perTenant) ring.items.push(r)
+    else {
+      ring.items[ring.next] = r
+      ring.next = (ring.next + 1) % this.#perTenant
+    }
   }
+  /** The tenant's recent requests, oldest first. */
   of(tenant: string): readonly RecordedRequest[] {
-    return this.#byTenant.get(tenant) ?? []
+    const ring = this.#byTenant.get(tenant)
+    if (!ring) return []
+    return [...ring.items.slice(ring.next), ...ring.items.slice(0, ring.next)]
   }
 }
 

@@ -7,6 +7,7 @@ import type { Clock } from '../core/clock.ts'
 import type { Db } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
+import { enterRequest } from '../core/fresh-read.ts'
 import { sendProblem, toProblem } from '../server/problem-handler.ts'
 import { authenticateBearer, PLATFORM_REALM, type TokenAuthority } from './authenticate.ts'
 import { authorizationRequest } from './cedar-request.ts'
@@ -204,6 +205,9 @@ export async function registerApi(
           onRequest: async (request) => {
             const tenant = (request.params as { tenant?: string }).tenant ?? PLATFORM_REALM
             request.dflare = { route, started: performance.now(), tenant }
+            // Everything this request checks (revocations, realm state, authorization) need be
+            // no older than its arrival: checks can share reads that started after it.
+            enterRequest(request.dflare.started)
             const now = Math.floor(deps.clock.now().getTime() / 1000)
             try {
               request.dflare.principal =

@@ -10,6 +10,7 @@ import { BackchannelLogouts } from './backchannel.ts'
 import { bootstrap } from './bootstrap.ts'
 import { relyingPartyFor } from './credentials/webauthn.ts'
 import { Federation } from './federation.ts'
+import { GatewayState } from './gateway-state.ts'
 import { caFetch } from './https-fetch.ts'
 import { issuerOf } from './issuer.ts'
 import { createSealer, loadKek } from './kek.ts'
@@ -33,6 +34,8 @@ export interface Iam {
   admin: AdminDeps
   /** Rotates due signing keys of every realm (also run hourly by the component). */
   rotateKeys(): Promise<number>
+  /** Revocations and realm state as the gateway sees them (started with the component). */
+  gatewayState: GatewayState
   /** The realm's oidc-provider instance (tests, benchmarks). */
   provider(realm: string): Promise<import('oidc-provider').Provider | undefined>
 }
@@ -48,7 +51,9 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
   const sealer = createSealer(kek)
   const apiAudience = `${rt.publicUrl.origin}/api`
   const issuer = (realm: string) => issuerOf(rt.publicUrl, realm)
-  const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience)
+  // What every API request checks (revocations, realm state), held in memory while started.
+  const gatewayState = new GatewayState(rt.db)
+  const verifier = new AccessTokenVerifier(rt.db, issuer, apiAudience, gatewayState)
   const keyPolicy = { rotationInterval: settings.keyRotationInterval, overlap: settings.keyOverlap }
   // Outbound HTTPS (upstream IdPs, back-channel logout receivers) trusts the system roots plus
   // the internal CA (a realm of another Dflare, or of this one, can be an upstream; relying
@@ -153,6 +158,7 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     name: 'iam',
     routes,
     async start() {
+      await gatewayState.start()
       await bootstrap({
         deps: admin,
         home: rt.config.core.home,
@@ -169,11 +175,12 @@ export async function createIam(rt: Runtime, deps: IamDeps): Promise<Iam> {
     },
     async stop() {
       if (timer) clearInterval(timer)
+      await gatewayState.stop()
       await backchannel.stop()
       outbound.close()
       federationFetch.close()
     },
   }
   const provider = async (realm: string) => (await providers.get(realm))?.provider
-  return { component, service, routes, admin, rotateKeys, provider }
+  return { component, service, routes, admin, rotateKeys, provider, gatewayState }
 }

@@ -6,13 +6,18 @@ import type { AccessTokenClaims, AccessTokenVerifier } from './verify.ts'
 
 /** What the gateway needs from identity, nothing more. */
 export interface IamService {
+  /** Whether the realm exists and is enabled, as the database was when the call began. */
   realmExists(realm: string): Promise<boolean>
   issuer(realm: string): string
   /** Audience of platform API access tokens. */
   readonly apiAudience: string
   /** Public keys currently published for the realm (current, next, overlapping previous). */
   jwks(realm: string): Promise<{ keys: JWK[] }>
-  /** Full verification (signature, iss, aud, typ, exp/nbf, tenant, scope, revocation). */
+  /**
+   * Full verification (signature, iss, aud, typ, exp/nbf, tenant, scope, revocation). Revocation
+   * and realm state (here and below) are as new as the database was when the call began, or when
+   * the API request it serves arrived, whichever process changed them.
+   */
   verifyAccessToken(token: string, expectedRealm: string): Promise<AccessTokenClaims>
   isSessionRevoked(realm: string, sid: string): Promise<boolean>
   isTokenRevoked(jti: string): Promise<boolean>
@@ -31,8 +36,8 @@ export function createIamService(opts: {
   return {
     apiAudience: opts.apiAudience,
     async realmExists(realm) {
-      const r = await db.query('SELECT 1 FROM iam.realms WHERE id = $1 AND NOT disabled', [realm])
-      return r.rows.length === 1
+      const r = await verifier.state.realm(realm)
+      return r !== undefined && !r.disabled
     },
     issuer: (realm) => issuerOf(publicUrl, realm),
     jwks: async (realm) => ({ keys: await publishedKeys(db, realm) }),
@@ -40,11 +45,8 @@ export function createIamService(opts: {
     isSessionRevoked: (realm, sid) => verifier.isSessionRevoked(realm, sid),
     isTokenRevoked: (jti) => verifier.isTokenRevoked(jti),
     async maxAccessTokenTtl(realm) {
-      const { rows } = await db.query<{ ttl: number | null }>(
-        'SELECT access_token_ttl AS ttl FROM iam.realms WHERE id = $1',
-        [realm],
-      )
-      return Math.min(900, rows[0]?.ttl ?? Math.round(opts.defaultAccessTokenTtlMs / 1000))
+      const r = await verifier.state.realm(realm)
+      return Math.min(900, r?.accessTokenTtl ?? Math.round(opts.defaultAccessTokenTtlMs / 1000))
     },
   }
 }

@@ -1,5 +1,6 @@
 import { createLocalJWKSet, decodeProtectedHeader, errors, type JWK, jwtVerify } from 'jose'
 import type { Db } from '../core/db/index.ts'
+import { GatewayState } from './gateway-state.ts'
 import { publishedKeys } from './keys.ts'
 import { parseTokenScope, SCOPE_CLAIM, type TokenScope } from './scope.ts'
 
@@ -36,6 +37,39 @@ export class TokenRejected extends Error {
 
 const KEYS_TTL_MS = 30_000
 const REFRESH_MIN_MS = 5_000
+const CLOCK_TOLERANCE_S = 5
+/** Tokens whose signature was verified, remembered (oldest first out) up to this many. */
+const MAX_VERIFIED_TOKENS = 10_000
+
+/** The claims of a verified payload (scope checked by the caller), a new object each time. */
+function claimsOf(payload: Readonly<Record<string, unknown>>, realm: string): AccessTokenClaims {
+  return {
+    iss: String(payload.iss),
+    sub: String(payload.sub),
+    aud: payload.aud as string | string[],
+    exp: Number(payload.exp),
+    iat: Number(payload.iat),
+    jti: String(payload.jti),
+    client_id: String(payload.client_id),
+    tid: realm,
+    scope: parseTokenScope(payload[SCOPE_CLAIM])!,
+    scopeParam: typeof payload.scope === 'string' ? payload.scope : '',
+    amr: Array.isArray(payload.amr) ? payload.amr.map(String) : [],
+    acr: typeof payload.acr === 'string' ? payload.acr : undefined,
+    auth_time: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
+    sid: typeof payload.sid === 'string' ? payload.sid : undefined,
+    service: payload.sub === payload.client_id && !payload.auth_time,
+    raw: { ...payload },
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    for (const v of Object.values(o)) deepFreeze(v)
+  }
+  return o
+}
 
 type Cached = { at: number; keys: JWK[]; set: ReturnType<typeof createLocalJWKSet> }
 
@@ -49,11 +83,23 @@ export class AccessTokenVerifier {
   readonly #issuer: (realm: string) => string
   readonly #audience: string
   readonly #cache = new Map<string, Cached>()
+  readonly #verifiedTokens = new Map<
+    string,
+    { payload: Readonly<Record<string, unknown>>; keys: Cached; key: JWK }
+  >()
+  /** Revocations and realm state (from memory once started, always as new as the database). */
+  readonly state: GatewayState
 
-  constructor(db: Db, issuer: (realm: string) => string, audience: string) {
+  constructor(
+    db: Db,
+    issuer: (realm: string) => string,
+    audience: string,
+    state: GatewayState = new GatewayState(db),
+  ) {
     this.#db = db
     this.#issuer = issuer
     this.#audience = audience
+    this.state = state
   }
 
   async #keys(realm: string, kid: string | undefined) {
@@ -79,16 +125,46 @@ export class AccessTokenVerifier {
     }
     if (header.alg !== 'RS256') throw new TokenRejected('algorithm not allowed')
     if (typeof header.kid !== 'string') throw new TokenRejected('no key id')
-    const keys = await this.#keys(expectedRealm, header.kid)
+    // The revocation state is synchronised while the signature is checked.
+    const synced = this.state.sync()
+    synced.catch(() => {})
+    const claims = await this.#verified(token, expectedRealm, header.kid)
+    const revoked = await this.state.isRevoked(expectedRealm, claims.jti, claims.sid, synced)
+    if (revoked === 'token') throw new TokenRejected('revoked')
+    if (revoked === 'session') throw new TokenRejected('session revoked')
+    return claims
+  }
+
+  /**
+   * Signature and claims, remembered per token: the same token string against the same realm
+   * key gives the same answer, so a token seen before skips the RSA verification while its key
+   * is still the one published and the token has not expired. Everything that can change
+   * (expiry, key set, revocation) is checked on every call.
+   */
+  async #verified(token: string, realm: string, kid: string): Promise<AccessTokenClaims> {
+    const keys = await this.#keys(realm, kid)
     if (keys.keys.length === 0) throw new TokenRejected('unknown realm')
+    const cacheKey = `${realm}\u0000${token}`
+    const hit = this.#verifiedTokens.get(cacheKey)
+    if (hit) {
+      const current = keys === hit.keys ? hit.key : keys.keys.find((k) => k.kid === kid)
+      if (
+        current !== undefined &&
+        current.n === hit.key.n &&
+        current.e === hit.key.e &&
+        Number(hit.payload.exp) > Date.now() / 1000 - CLOCK_TOLERANCE_S
+      )
+        return claimsOf(hit.payload, realm)
+      this.#verifiedTokens.delete(cacheKey)
+    }
     let payload: Record<string, unknown>
     try {
       const result = await jwtVerify(token, keys.set, {
         algorithms: ['RS256'],
-        issuer: this.#issuer(expectedRealm),
+        issuer: this.#issuer(realm),
         audience: this.#audience,
         typ: 'at+jwt',
-        clockTolerance: 5,
+        clockTolerance: CLOCK_TOLERANCE_S,
         requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'tid', SCOPE_CLAIM],
       })
       payload = result.payload as Record<string, unknown>
@@ -99,47 +175,24 @@ export class AccessTokenVerifier {
         throw new TokenRejected(`claim ${err.claim} invalid`)
       throw new TokenRejected('signature or format invalid')
     }
-    if (payload.tid !== expectedRealm) throw new TokenRejected('wrong tenant')
-    const scope = parseTokenScope(payload[SCOPE_CLAIM])
-    if (!scope) throw new TokenRejected('scope claim invalid')
-    const jti = String(payload.jti)
-    const sid = typeof payload.sid === 'string' ? payload.sid : undefined
-    if (await this.isTokenRevoked(jti)) throw new TokenRejected('revoked')
-    if (sid && (await this.isSessionRevoked(expectedRealm, sid)))
-      throw new TokenRejected('session revoked')
-    return {
-      iss: String(payload.iss),
-      sub: String(payload.sub),
-      aud: payload.aud as string | string[],
-      exp: Number(payload.exp),
-      iat: Number(payload.iat),
-      jti,
-      client_id: String(payload.client_id),
-      tid: expectedRealm,
-      scope,
-      scopeParam: typeof payload.scope === 'string' ? payload.scope : '',
-      amr: Array.isArray(payload.amr) ? payload.amr.map(String) : [],
-      acr: typeof payload.acr === 'string' ? payload.acr : undefined,
-      auth_time: typeof payload.auth_time === 'number' ? payload.auth_time : undefined,
-      sid,
-      service: payload.sub === payload.client_id && !payload.auth_time,
-      raw: payload,
+    if (payload.tid !== realm) throw new TokenRejected('wrong tenant')
+    if (!parseTokenScope(payload[SCOPE_CLAIM])) throw new TokenRejected('scope claim invalid')
+    // Remembered payloads are shared: frozen, and every caller gets claims of its own.
+    deepFreeze(payload)
+    const key = keys.keys.find((k) => k.kid === kid)
+    if (key) {
+      if (this.#verifiedTokens.size >= MAX_VERIFIED_TOKENS)
+        this.#verifiedTokens.delete(this.#verifiedTokens.keys().next().value!)
+      this.#verifiedTokens.set(cacheKey, { payload, keys, key })
     }
+    return claimsOf(payload, realm)
   }
 
-  async isTokenRevoked(jti: string) {
-    const r = await this.#db.query(
-      'SELECT 1 FROM iam.revoked_tokens WHERE jti = $1 AND expires_at > now()',
-      [jti],
-    )
-    return r.rows.length > 0
+  isTokenRevoked(jti: string): Promise<boolean> {
+    return this.state.isTokenRevoked(jti)
   }
 
-  async isSessionRevoked(realm: string, sid: string) {
-    const r = await this.#db.query(
-      'SELECT 1 FROM iam.revoked_sessions WHERE realm = $1 AND sid = $2 AND expires_at > now()',
-      [realm, sid],
-    )
-    return r.rows.length > 0
+  isSessionRevoked(realm: string, sid: string): Promise<boolean> {
+    return this.state.isSessionRevoked(realm, sid)
   }
 }

@@ -4,7 +4,7 @@ import { authzMigrations } from '../../src/authz/migrations.ts'
 import { createAuthzService } from '../../src/authz/service.ts'
 import { removeRoleBinding } from '../../src/authz/writer.ts'
 import { ManualClock } from '../../src/core/clock.ts'
-import { type Db, openDb } from '../../src/core/db/index.ts'
+import { type Db, openDb, type SqlValue } from '../../src/core/db/index.ts'
 import { migratedDatabase, testEngine } from '../support/db.ts'
 import { START, seed } from './fixture.ts'
 
@@ -55,6 +55,60 @@ test('strong consistency: no allow after the removing transaction committed', as
     // No waiting: the very next decision must already deny.
     const d = await reader.pdp.decide(readC1)
     assert.equal(d.decision, 'deny', d.reason)
+  } finally {
+    await reader.stop()
+    await h.close()
+  }
+})
+
+test('strong consistency under concurrency: decisions share revision reads, none allows after the removal', async () => {
+  const h = await twoHandles()
+  // Notifications reach this reader late, so only its revision reads can make it deny in time;
+  // revision reads answer late too, so a read in flight at the commit predates it.
+  const db = h.readerDb
+  const slow: Db = {
+    engine: db.engine,
+    async query<R>(sql: string, params?: readonly SqlValue[]) {
+      const r = await db.query<R>(sql, params)
+      if (sql.includes('revision')) await new Promise((res) => setTimeout(res, 30))
+      return r
+    },
+    transaction: (fn, options) => db.transaction(fn, options),
+    notify: (channel, payload) => db.notify(channel, payload),
+    close: () => db.close(),
+    listen: (channel, handler) => db.listen(channel, (p) => setTimeout(() => handler(p), 100)),
+  }
+  const reader = createAuthzService({ db: slow, clock: new ManualClock(START) })
+  await reader.start()
+  try {
+    assert.equal((await reader.pdp.decide(readC1)).decision, 'allow')
+    // Decisions keep starting while the binding is removed on the other handle; every decision
+    // that starts after the removal committed must deny, however the reads were shared.
+    let committed = false
+    const late: Promise<string>[] = []
+    let stop = false
+    const load = (async () => {
+      while (!stop) {
+        const startedAfterCommit = committed
+        const d = reader.pdp.decide(readC1).then((r) => r.decision)
+        if (startedAfterCommit) late.push(d)
+        await new Promise((r) => setImmediate(r))
+      }
+    })()
+    const burst = Array.from({ length: 20 }, () => reader.pdp.decide(readC1))
+    await h.writerDb.transaction((tx) => removeRoleBinding(tx, viewerBinding))
+    committed = true
+    const after = Array.from({ length: 20 }, () => reader.pdp.decide(readC1))
+    await new Promise((r) => setTimeout(r, 50))
+    stop = true
+    await load
+    await Promise.all(burst)
+    const decisions = [
+      ...(await Promise.all(after)).map((d) => d.decision),
+      ...(await Promise.all(late)),
+    ]
+    assert.ok(decisions.length >= 20)
+    assert.deepEqual([...new Set(decisions)], ['deny'])
   } finally {
     await reader.stop()
     await h.close()

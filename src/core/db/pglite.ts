@@ -74,17 +74,26 @@ export class PgliteDb implements Db {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
     return this.#pg.transaction((inner) =>
       insideTransaction.run(true, async () => {
+        const issued = new Set<Promise<unknown>>()
+        const track = <P extends Promise<unknown>>(p: P): P => {
+          issued.add(p)
+          const settle = () => issued.delete(p)
+          p.then(settle, settle)
+          return p
+        }
         const tx: Transaction = {
-          query: (sql, params) => run(inner, sql, params),
-          exec: async (sql) => {
-            await inner.exec(sql)
-          },
+          query: (sql, params) => track(run(inner, sql, params)),
+          exec: (sql) => track(inner.exec(sql).then(() => undefined)),
         }
         if (options.isolation && options.isolation !== 'read committed') {
           await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
         }
+        if (options.readOnly) await tx.query('SET TRANSACTION READ ONLY')
         await applyLocals(tx, options)
-        return fn(tx)
+        const result = await fn(tx)
+        // Statements the caller did not wait for must succeed before the commit.
+        await Promise.all(issued)
+        return result
       }),
     )
   }

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream'
 import pg from 'pg'
 import { assertIdentifier } from './names.ts'
 import {
@@ -38,10 +39,36 @@ async function run<R>(
   return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
 }
 
-export async function beginTransaction(tx: Transaction, options: TransactionOptions = {}) {
+/** Setting names and values that may be written into SQL text as they are (no quoting needed). */
+const PLAIN_SETTING_NAME = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/
+const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
+
+/**
+ * BEGIN with the transaction's role and settings in one round trip: a multi-statement simple
+ * query (`BEGIN …; SET LOCAL ROLE …; SELECT set_config(…)`), so that if any part fails the
+ * transaction is aborted and every statement after it fails too. Only names and values of a
+ * plain character set are written into the text; anything else is set with a parameter, sent
+ * right behind it (on a pipelined connection, before anything the caller sends). Throws on a
+ * role name that is not a plain identifier.
+ */
+export function beginStatements(options: TransactionOptions = {}): {
+  text: string
+  params: [string, string][]
+} {
   const isolation = options.isolation ?? 'read committed'
-  await tx.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`)
-  await applyLocals(tx, options)
+  const statements = [
+    `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}${options.readOnly ? ' READ ONLY' : ''}`,
+  ]
+  if (options.role) statements.push(`SET LOCAL ROLE ${assertIdentifier('role', options.role)}`)
+  const params: [string, string][] = []
+  const inline: string[] = []
+  for (const [name, value] of Object.entries(options.settings ?? {})) {
+    if (PLAIN_SETTING_NAME.test(name) && PLAIN_SETTING_VALUE.test(value))
+      inline.push(`set_config('${name}', '${value}', true)`)
+    else params.push([name, value])
+  }
+  if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
+  return { text: statements.join('; '), params }
 }
 
 /** Role and settings local to the current transaction. */
@@ -50,6 +77,12 @@ export async function applyLocals(tx: Transaction, options: TransactionOptions) 
   for (const [name, value] of Object.entries(options.settings ?? {})) {
     await tx.query('SELECT set_config($1, $2, true)', [name, value])
   }
+}
+
+/** The client's socket, to send several statements in one write (undefined if not reachable). */
+function streamOf(client: pg.PoolClient): Writable | undefined {
+  const stream = (client as unknown as { connection?: { stream?: unknown } }).connection?.stream
+  return stream instanceof Writable ? stream : undefined
 }
 
 export interface PostgresOptions {
@@ -73,7 +106,9 @@ export class PostgresDb implements Db {
       max: options.max ?? 10,
       application_name: options.applicationName ?? 'dflare',
       types: typeParsers,
-    })
+      // Statements go out without waiting for the previous answer (see transaction()).
+      pipeline: true,
+    } as pg.PoolConfig)
     // An idle client that errors (e.g. server restart) must not crash the process.
     this.#pool.on('error', () => {})
   }
@@ -82,22 +117,83 @@ export class PostgresDb implements Db {
     return run<R>(this.#pool, sql, params)
   }
 
+  /**
+   * The connection is pipelined: statements are sent without waiting for the previous answer.
+   * BEGIN (with role and settings) goes out with the caller's first statement when the caller
+   * allows it (`pipelineBegin`), and COMMIT goes out right behind statements the caller did not
+   * wait for; a result is only handed over once BEGIN succeeded, and the transaction commits only
+   * if every statement it issued succeeded.
+   */
   async transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
-    options?: TransactionOptions,
+    options: TransactionOptions = {},
   ): Promise<T> {
+    const begin = beginStatements(options) // validates before a connection is taken
     const client = await this.#pool.connect()
+    const issued = new Set<Promise<unknown>>()
+    const track = <P extends Promise<unknown>>(p: P): P => {
+      issued.add(p)
+      const settle = () => issued.delete(p)
+      p.then(settle, settle)
+      return p
+    }
+    let begun: Promise<unknown> = Promise.resolve()
+    // A result is handed over only once BEGIN succeeded, and BEGIN's error wins over the
+    // "transaction is aborted" error of the statements pipelined behind it.
+    const gated = <R>(p: Promise<R>): Promise<R> =>
+      track(
+        p.then(
+          async (r) => {
+            await begun
+            return r
+          },
+          async (err) => {
+            await begun
+            throw err
+          },
+        ),
+      )
+    // Statements issued together (in one run of the event loop) leave in one write.
+    const socket = streamOf(client)
+    let corked = false
+    const batch = () => {
+      if (!socket || corked) return
+      corked = true
+      socket.cork()
+      process.nextTick(() => {
+        corked = false
+        socket.uncork()
+      })
+    }
     const tx: Transaction = {
-      query: (sql, params) => run(client, sql, params),
-      exec: async (sql) => {
-        await client.query(sql)
+      query: (sql, params) => {
+        batch()
+        return gated(run(client, sql, params))
+      },
+      exec: (sql) => {
+        batch()
+        return gated(client.query(sql).then(() => undefined))
       },
     }
     let broken = false
     try {
-      await beginTransaction(tx, options)
+      // With pipelineBegin, BEGIN and the first statement leave in one write.
+      batch()
+      const sent = [run(client, begin.text)]
+      for (const [name, value] of begin.params)
+        sent.push(run(client, 'SELECT set_config($1, $2, true)', [name, value]))
+      begun = Promise.all(sent)
+      begun.catch(() => {})
+      if (!options.pipelineBegin) await begun
       const result = await fn(tx)
-      await client.query('COMMIT')
+      // COMMIT is queued behind whatever is still outstanding; if any of it failed the server
+      // turns the COMMIT into a ROLLBACK, and the failure is thrown here.
+      batch()
+      const commit = client.query('COMMIT')
+      commit.catch(() => {})
+      await Promise.all([begun, ...issued])
+      const done = await commit
+      if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`)
       return result
     } catch (err) {
       try {

@@ -31,8 +31,21 @@ export interface TransactionOptions {
   settings?: Readonly<Record<string, string>>
   /** Isolation level; defaults to READ COMMITTED. */
   isolation?: 'read committed' | 'repeatable read' | 'serializable'
+  /** `BEGIN … READ ONLY`: any write in the transaction fails. */
+  readOnly?: boolean
+  /**
+   * Send BEGIN together with the first statement instead of waiting for it (PostgreSQL; one
+   * round trip less). Only for transactions whose first statement is harmless should it ever run
+   * on its own (a read, an idempotent upsert): if BEGIN itself failed, that statement would run
+   * outside the transaction. Its result is never handed over unless BEGIN succeeded.
+   */
+  pipelineBegin?: boolean
 }
 
+/**
+ * A statement need not be awaited: the transaction waits for every statement it issued before
+ * it commits (on PostgreSQL the COMMIT goes out right behind them), and fails if any failed.
+ */
 export interface Transaction extends Queryable {
   /** Runs a multi-statement SQL script (no parameters), e.g. a migration. */
   exec(sql: string): Promise<void>

@@ -110,6 +110,77 @@ describe(`core/db on ${testEngine}`, () => {
     )
   })
 
+  it('a statement the caller did not wait for still decides the transaction', async () => {
+    await t.db.query('CREATE TABLE pipe_probe (v int PRIMARY KEY)')
+    await t.db.transaction(async (tx) => {
+      tx.query('INSERT INTO pipe_probe VALUES (1)')
+      tx.query('INSERT INTO pipe_probe VALUES (2)')
+    })
+    // The second insert fails (duplicate key) after the function returned: nothing commits.
+    await assert.rejects(
+      t.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO pipe_probe VALUES (3)')
+        tx.query('INSERT INTO pipe_probe VALUES (1)')
+      }),
+      /duplicate key/,
+    )
+    const { rows } = await t.db.query<{ v: number }>('SELECT v FROM pipe_probe ORDER BY v')
+    assert.deepEqual(
+      rows.map((r) => r.v),
+      [1, 2],
+    )
+  })
+
+  it('BEGIN sent with the first statement: role, settings and read-only apply to it', async () => {
+    const read = (options: Parameters<typeof t.db.transaction>[1]) =>
+      t.db.transaction(
+        async (tx) =>
+          (
+            await tx.query<{ who: string; tenant: string; ro: string }>(
+              `SELECT current_user AS who, current_setting('dflare.tenant', true) AS tenant,
+                      current_setting('transaction_read_only') AS ro`,
+            )
+          ).rows[0],
+        { pipelineBegin: true, ...options },
+      )
+    assert.deepEqual(
+      await read({
+        role: 'dflare_app',
+        readOnly: true,
+        settings: { 'dflare.tenant': 'acme' },
+      }),
+      { who: 'dflare_app', tenant: 'acme', ro: 'on' },
+    )
+    // A value outside the plain character set is sent as a parameter, still before the statement.
+    assert.deepEqual(
+      await read({ role: 'dflare_app', settings: { 'dflare.tenant': "o'brien; --" } }),
+      { who: 'dflare_app', tenant: "o'brien; --", ro: 'off' },
+    )
+    await assert.rejects(
+      t.db.transaction(async (tx) => tx.query('CREATE TABLE ro_probe (v int)'), {
+        readOnly: true,
+        pipelineBegin: true,
+      }),
+      /read-only/,
+    )
+  })
+
+  it('BEGIN sent with the first statement: if the role cannot be set, no result is handed over', async () => {
+    await t.db.query('CREATE TABLE owner_only (secret text)')
+    await t.db.query("INSERT INTO owner_only VALUES ('owner-data')")
+    let handedOver: unknown
+    await assert.rejects(
+      t.db.transaction(
+        async (tx) => {
+          handedOver = (await tx.query('SELECT secret FROM owner_only')).rows
+        },
+        { role: 'no_such_role_probe', pipelineBegin: true },
+      ),
+      /no_such_role_probe|does not exist/,
+    )
+    assert.equal(handedOver, undefined)
+  })
+
   it('delivers NOTIFY to listeners, including notifications sent inside a committed transaction', async () => {
     const got: string[] = []
     const unsubscribe = await t.db.listen('probe_channel', (p) => got.push(p))

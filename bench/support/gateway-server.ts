@@ -1,0 +1,188 @@
+/**
+ * The server side of `npm run bench -- gateway`, run as a child process so that the load
+ * generator never shares its event loop: the real control plane exactly as `dflare up` composes
+ * it (IAM token verification with revocation checks, the PDP, the audit log's group-committing
+ * sink), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
+ * does the API handler's database read without authentication, authorization or audit.
+ *
+ * Set-up goes through the public API only: the bootstrap platform client creates tenant `bench`,
+ * a service account with the tenant-admin role and a few clusters; the service account's
+ * client-credentials token then drives the pipeline.
+ *
+ * IPC: sends `{ ready: {...} }`; answers `{ cpu: true }` with the process CPU time so far,
+ * `{ stats: true }` with the audit log's size, `{ profileStart: true }` / `{ profileStop: FILE }`
+ * by starting / writing a V8 CPU profile; exits on `{ stop: true }`.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import pino from 'pino'
+import { resourceRoutes } from '../../src/api/resources.ts'
+import { createLogger } from '../../src/core/log.ts'
+import { createControlPlane } from '../../src/server/compose.ts'
+import { loadDflareConfig } from '../../src/server/config.ts'
+import { allMigrations } from '../../src/server/migrations.ts'
+import { createPostgresDatabase } from '../../test/support/db.ts'
+import { httpsRequest } from '../../test/support/https.ts'
+import { copyPgliteTemplate } from '../../test/support/pglite-template.ts'
+
+interface Message {
+  cpu?: boolean
+  stats?: boolean
+  stop?: boolean
+  profileStart?: boolean
+  /** Where to write the profile. */
+  profileStop?: string
+}
+
+const TENANT = 'bench'
+const CLUSTERS = 10
+
+// Statements sent to PostgreSQL (each one a round trip), for statements per request.
+let statements = 0
+const originalQuery = pg.Client.prototype.query
+pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+  statements++
+  return (originalQuery as (...a: unknown[]) => unknown).apply(this, args)
+} as typeof pg.Client.prototype.query
+
+// A fresh database on the PostgreSQL server named by DFLARE_TEST_DATABASE_URL (the parent
+// passes DATABASE_URL through it), else embedded PGlite in the temporary home.
+const home = await mkdtemp(join(tmpdir(), 'dflare-bench-gw-'))
+const database = process.env.DFLARE_TEST_DATABASE_URL ? await createPostgresDatabase() : undefined
+if (!database) await copyPgliteTemplate(join(home, 'data'), allMigrations)
+const { config } = loadDflareConfig({
+  env: {
+    DFLARE_HOME: home,
+    DFLARE_LISTEN: 'https://127.0.0.1:0',
+    // The bench measures the pipeline, not the rate limiter's refusals.
+    DFLARE_RATE_LIMIT_PRINCIPAL: '1000000',
+    DFLARE_RATE_LIMIT_TENANT: '10000000',
+    ...(database ? { DATABASE_URL: database.url } : {}),
+  },
+  file: undefined,
+})
+// Production logging (one JSON line per request at info, written synchronously as to stdout),
+// to where nobody reads it.
+const log = createLogger({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true }))
+const plane = await createControlPlane(config, log)
+const db = plane.runtime.db
+// The bare route runs the API's own list handler, with the same schemas, on the same Fastify
+// instance: only authentication, authorization and audit are missing.
+const list = resourceRoutes({
+  db,
+  entities: { upsert: async () => {}, remove: async () => {} },
+  projectExists: async () => false,
+}).find((r) => r.method === 'GET' && r.url === '/tenants/:tenant/clusters')!
+plane.app.get(
+  '/bench/bare',
+  { schema: { querystring: list.schema!.querystring, response: list.schema!.response } },
+  async (request, reply) => {
+    const result = await list.handler({
+      tenant: TENANT,
+      query: request.query,
+    } as unknown as Parameters<typeof list.handler>[0])
+    return reply.code(result.status ?? 200).send(result.body)
+  },
+)
+const url = await plane.listen()
+const server = {
+  url,
+  home,
+  caPem: await readFile(plane.caPath, 'utf8'),
+  async close() {
+    await plane.close()
+    await database?.drop()
+    await rm(home, { recursive: true, force: true })
+  },
+}
+
+const ca = server.caPem
+async function call(method: string, path: string, token: string, body?: unknown) {
+  const r = await httpsRequest(new URL(path, server.url), {
+    method,
+    ca,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body}`)
+  return r.json()
+}
+
+async function clientCredentials(issuer: string, clientId: string, secret: string) {
+  const discovery = await httpsRequest(`${issuer}/.well-known/openid-configuration`, { ca })
+  const r = await httpsRequest(discovery.json().token_endpoint as string, {
+    method: 'POST',
+    ca,
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+    },
+    body: 'grant_type=client_credentials&scope=api',
+  })
+  if (r.status !== 200) throw new Error(`token: ${r.status} ${r.body}`)
+  return r.json().access_token as string
+}
+
+const boot = JSON.parse(await readFile(join(server.home, 'bootstrap.json'), 'utf8'))
+const admin = await clientCredentials(boot.issuer, boot.client_id, boot.client_secret)
+await call('POST', '/api/v1/tenants', admin, { id: TENANT })
+const account = await call('POST', `/api/v1/tenants/${TENANT}/service-accounts`, admin, {
+  clientId: 'bench-client',
+  name: 'bench',
+})
+await call('POST', `/api/v1/tenants/${TENANT}/role-bindings`, admin, {
+  principal: { type: 'ServiceAccount', id: 'bench-client' },
+  role: 'tenant-admin',
+  scope: { type: 'Tenant' },
+})
+const issuer = boot.issuer.replace(/\/realms\/platform$/, `/realms/${TENANT}`)
+const token = await clientCredentials(issuer, 'bench-client', account.clientSecret)
+for (let i = 0; i < CLUSTERS; i++)
+  await call('POST', `/api/v1/tenants/${TENANT}/clusters`, token, { name: `c${i}` })
+
+async function auditEvents(): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM audit.events WHERE log = $1',
+    [TENANT],
+  )
+  return rows[0]!.n
+}
+
+// CPU profile of chosen phases only (the parent asks around the pipeline runs).
+const inspector = new Session()
+inspector.connect()
+await inspector.post('Profiler.enable')
+
+process.on('message', async (m: Message) => {
+  if (m.cpu) process.send!({ cpu: { ...process.cpuUsage(), statements } })
+  if (m.profileStart) {
+    await inspector.post('Profiler.start')
+    process.send!({ profiling: true })
+  }
+  if (m.profileStop) {
+    const { profile } = await inspector.post('Profiler.stop')
+    await writeFile(m.profileStop, JSON.stringify(profile))
+    process.send!({ profiled: m.profileStop })
+  }
+  if (m.stats) process.send!({ stats: { auditEvents: await auditEvents() } })
+  if (m.stop) {
+    await server.close()
+    process.exit(0)
+  }
+})
+process.send!({
+  ready: {
+    engine: db.engine,
+    origin: server.url.origin,
+    ca,
+    token,
+    bare: `${server.url.origin}/bench/bare?limit=10`,
+    pipeline: `${server.url.origin}/api/v1/tenants/${TENANT}/clusters?limit=10`,
+  },
+})
