@@ -100,7 +100,10 @@ describe('browser: passkey enrolment at first login, then password + passkey', (
     await page.click('button[type=submit]')
     return {
       async tokens() {
-        const tokens = await client.authorizationCodeGrant(config, new URL(await callback), {
+        const url = new URL(await callback)
+        // Let the browser finish landing on the callback, so the next navigation cannot race it.
+        await page.waitForURL((u) => u.origin === 'https://rp.example')
+        const tokens = await client.authorizationCodeGrant(config, url, {
           pkceCodeVerifier: verifier,
           expectedState: state,
           expectedNonce: nonce,
