@@ -11,15 +11,11 @@ import { openApiRoute, registerOpenApi } from '../api/openapi.ts'
 import { resourceRoutes } from '../api/resources.ts'
 import { createAudit } from '../audit/component.ts'
 import { auditInternalApi } from '../audit/internal.ts'
-import { RemoteEventSink } from '../audit/remote-sink.ts'
 import { createAuthz } from '../authz/component.ts'
-import type { Pdp } from '../authz/contract.ts'
 import { authzInternalApi } from '../authz/internal.ts'
-import { RemotePdp } from '../authz/remote-pdp.ts'
 import { StoreWriter } from '../authz/writer.ts'
 import { systemClock } from '../core/clock.ts'
 import { ConfigError } from '../core/config/index.ts'
-import type { Transaction } from '../core/db/index.ts'
 import {
   DataDirLocked,
   type Db,
@@ -28,20 +24,16 @@ import {
   openDb,
   pendingMigrations,
 } from '../core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { openObjectStore } from '../core/objects/index.ts'
-import type { TokenAuthority } from '../gateway/authenticate.ts'
 import { createGateway } from '../gateway/component.ts'
 import { guardApiRoutes } from '../gateway/pipeline.ts'
 import { createIam } from '../iam/component.ts'
-import { iamInternalApi, projectExists } from '../iam/internal.ts'
-import { RemoteIdentity } from '../iam/remote-authority.ts'
+import { iamInternalApi } from '../iam/internal.ts'
 import { isolationApiRoutes } from '../isolation/api.ts'
 import { createIsolation } from '../isolation/component.ts'
 import { createPki } from '../pki/component.ts'
 import { loadKek } from '../pki/kek.ts'
-import { PeerClient } from '../pki/peer-client.ts'
 import { mtlsPrincipal } from '../pki/peer-principal.ts'
 import { CrlChecker, httpCrlSource } from '../pki/revocation.ts'
 import { ensureServerTls, keepServerTlsFresh } from '../pki/server-identity.ts'
@@ -54,14 +46,9 @@ import type { Config } from './config.ts'
 import { LogEventSink } from './event-log-sink.ts'
 import { createInternalListener, type InternalListener } from './internal.ts'
 import { allMigrations } from './migrations.ts'
+import { Peers } from './peers.ts'
 import { createRedirectServer } from './redirect.ts'
-import {
-  COMPONENTS,
-  type ComponentName,
-  peerServerName,
-  resolveTopology,
-  type ServedComponent,
-} from './topology.ts'
+import { COMPONENTS, type ComponentName, resolveTopology } from './topology.ts'
 
 /** A built, not yet listening control plane process. */
 export interface ControlPlane {
@@ -113,19 +100,6 @@ async function openDatabase(config: Config): Promise<{ db: Db; release(): void }
   } catch (err) {
     release()
     throw err
-  }
-}
-
-/**
- * An EventSink whose target is connected once the component's identity exists (a component on
- * the PKI host gets its certificate from the PKI it is built with). Until then, and if it is
- * never connected, recording fails: fail closed.
- */
-class LateSink implements EventSink {
-  target: EventSink | undefined
-  record(event: SecurityEvent, tx?: Transaction): Promise<void> {
-    if (!this.target) return Promise.reject(new Error('the audit log is not connected yet'))
-    return this.target.record(event, tx)
   }
 }
 
@@ -254,7 +228,15 @@ export async function createControlPlane(
           clientCa: clientCaOf(front!.current()),
         }
 
-    const remoteIdentities: RemoteIdentity[] = []
+    const peers = new Peers({
+      db,
+      log,
+      remote: topology.remote,
+      identities: svids,
+      trustDomain,
+      minVersion,
+    })
+    cleanups.push(() => peers.close())
     const app = await buildApp({
       tls: { key: publicTls.key, cert: publicTls.cert, minVersion },
       clientCa: publicTls.clientCa,
@@ -267,11 +249,7 @@ export async function createControlPlane(
           const pending = await pendingMigrations(db, allMigrations)
           if (pending.length) return `${pending.length} migrations pending`
           if (remoteCrl && remoteCrl.number < 0) return `no CRL from the PKI at ${pkiUrl?.host} yet`
-          for (const r of remoteIdentities) {
-            const waiting = r.ready()
-            if (waiting) return waiting
-          }
-          return undefined
+          return peers.notReady()
         },
       },
     })
@@ -279,19 +257,11 @@ export async function createControlPlane(
 
     // Audit first: every other component records its security events through it.
     const audit = has('audit') ? await createAudit(runtime) : undefined
-    if (audit) runtime.events = audit.sink
-    const sinks = new Map<ComponentName, LateSink>()
-    const eventsFor = (c: ComponentName): EventSink => {
-      if (audit) return audit.sink
-      const existing = sinks.get(c)
-      if (existing) return existing
-      const sink = new LateSink()
-      sinks.set(c, sink)
-      return sink
-    }
-    const rtFor = (c: ComponentName): Runtime => ({ ...runtime, events: eventsFor(c) })
+    if (audit) runtime.events = peers.audit = audit.sink
+    const rtFor = (c: ComponentName): Runtime => ({ ...runtime, events: peers.events(c) })
 
     const authz = has('authz') ? createAuthz(runtime, config.authz) : undefined
+    peers.authz = authz?.service.pdp
     const entities = authz?.service.writer ?? new StoreWriter()
     const pki = has('pki') ? await createPki(rtFor('pki'), { pdp: authz?.service.pdp }) : undefined
     if (pki) {
@@ -300,54 +270,14 @@ export async function createControlPlane(
     }
     const revocation = remoteCrl ?? (await pki!.revocation())
 
-    // Clients for the components that run elsewhere, one per (caller, callee) pair: each caller
-    // presents its own identity, and each callee's allow-list names its callers.
-    const clients: PeerClient[] = []
-    const clientFor = (caller: ComponentName, peer: ServedComponent) => {
-      const url = topology.remote.get(peer)!
-      const client = new PeerClient({
-        peer,
-        url,
-        identity: svids.get(caller)!,
-        trustDomain,
-        serverName: peerServerName(peer, trustDomain),
-        minVersion,
-      })
-      clients.push(client)
-      return client
-    }
-    cleanups.push(() => {
-      for (const c of clients) c.close()
-    })
-    const pdpFor = (c: ComponentName): Pdp =>
-      authz
-        ? authz.service.pdp
-        : new RemotePdp(clientFor(c, 'authz'), log.child({ component: c, peer: 'authz' }))
-
     const iam = has('iam') ? await createIam(rtFor('iam'), { entities }) : undefined
-    interface Identity extends TokenAuthority {
-      realmExists(realm: string): Promise<boolean>
-      projectExists(realm: string, project: string): Promise<boolean>
-    }
-    const identityFor = (c: ComponentName): Identity => {
-      if (iam)
-        return {
-          ...iam.service,
-          projectExists: (realm: string, project: string) => projectExists(db, realm, project),
-        }
-      const remote = new RemoteIdentity(
-        clientFor(c, 'iam'),
-        log.child({ component: c, peer: 'iam' }),
-      )
-      remoteIdentities.push(remote)
-      return remote
-    }
+    peers.iam = iam?.service
 
     const isolation = has('isolation')
       ? (() => {
-          const identity = identityFor('isolation')
+          const identity = peers.identity('isolation')
           return createIsolation(rtFor('isolation'), {
-            pdp: pdpFor('isolation'),
+            pdp: peers.pdp('isolation'),
             realmExists: (tenant) => identity.realmExists(tenant),
           })
         })()
@@ -359,8 +289,8 @@ export async function createControlPlane(
     if (has('gateway')) {
       await registerOpenApi(app, runtime.publicUrl)
       openApiRoute(app)
-      const identity = identityFor('gateway')
-      const pdp = pdpFor('gateway')
+      const identity = peers.identity('gateway')
+      const pdp = peers.pdp('gateway')
       // The gateway fronts the resource API and the API of every component in this process.
       gateway = createGateway(rtFor('gateway'), {
         authority: identity,
@@ -383,7 +313,7 @@ export async function createControlPlane(
     }
     const bootstrapRoles: Component | undefined = iam && {
       name: 'bootstrap-roles',
-      start: () => grantBootstrapRoles(db, iam.admin, eventsFor('iam')),
+      start: () => grantBootstrapRoles(db, iam.admin, peers.events('iam')),
     }
     const components = [
       audit?.component,
@@ -396,7 +326,7 @@ export async function createControlPlane(
     for (const c of components) await c.routes?.(app)
 
     // Every component's events reach the remote audit log with that component's identity.
-    for (const [c, sink] of sinks) sink.target = new RemoteEventSink(clientFor(c, 'audit'))
+    peers.connectEvents()
 
     let internal: InternalListener | undefined
     if (topology.internal) {
@@ -450,10 +380,7 @@ export async function createControlPlane(
           plane.redirectUrl = new URL(`http://${r.hostname}:${ra.port}`)
         }
         if (remoteCrl) stops.push(startWithRetry(remoteCrl, config.pki.crlRefresh, log))
-        for (const r of remoteIdentities) {
-          r.start()
-          stops.push(() => r.stop())
-        }
+        stops.push(peers.start())
         for (const c of components) await c.start?.()
         if (internal) plane.internalUrl = await internal.listen(config.server.internalListen)
         const server = app.server as unknown as tls.Server
@@ -498,7 +425,7 @@ export async function createControlPlane(
             await c.stop?.().catch((err) => log.error({ err }, `stopping ${c.name} failed`))
         for (const svid of svids.values()) svid.stop()
         remoteCrl?.stop()
-        for (const c of clients) c.close()
+        peers.close()
         await runtime.objects.close?.()
         await db.close()
         release()
