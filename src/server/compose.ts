@@ -1,7 +1,5 @@
-import { X509Certificate } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
-import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type tls from 'node:tls'
 import type { FastifyInstance } from 'fastify'
@@ -36,9 +34,7 @@ import { createPki } from '../pki/component.ts'
 import { loadKek } from '../pki/kek.ts'
 import { mtlsPrincipal } from '../pki/peer-principal.ts'
 import { CrlChecker, httpCrlSource } from '../pki/revocation.ts'
-import { ensureServerTls, keepServerTlsFresh } from '../pki/server-identity.ts'
 import { fileServiceIdentity, type ServiceIdentity } from '../pki/svid.ts'
-import { serverTlsOptions, type TlsIdentity } from '../pki/tls-policy.ts'
 import { buildApp } from './app.ts'
 import { grantBootstrapRoles } from './bootstrap-roles.ts'
 import type { Component, InternalApi, Runtime } from './component.ts'
@@ -47,6 +43,7 @@ import { LogEventSink } from './event-log-sink.ts'
 import { createInternalListener, type InternalListener } from './internal.ts'
 import { allMigrations } from './migrations.ts'
 import { Peers } from './peers.ts'
+import { publicTls } from './public-tls.ts'
 import { createRedirectServer } from './redirect.ts'
 import { COMPONENTS, type ComponentName, resolveTopology } from './topology.ts'
 
@@ -101,20 +98,6 @@ async function openDatabase(config: Config): Promise<{ db: Db; release(): void }
     release()
     throw err
   }
-}
-
-/** Intermediate(s) of a chain PEM plus the root: the bundle client certificates chain to. */
-function clientCaOf(identity: TlsIdentity): string {
-  const blocks = identity.cert.match(
-    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
-  )
-  return [...(blocks ?? []).slice(1), identity.ca].join('\n')
-}
-
-/** Whether the listener certificate names `host` (a DNS name or an IP address SAN). */
-function certificateNames(identity: TlsIdentity, host: string): boolean {
-  const cert = new X509Certificate(identity.cert)
-  return isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined
 }
 
 /**
@@ -194,7 +177,7 @@ export async function createControlPlane(
     }
 
     // The public listener: the CA's server certificate on the PKI host, else the certificate of
-    // this process's front component (issue it with --host naming the public host names).
+    // this process's front component.
     const hosts = [
       ...new Set([
         hostOf(config.server.listen),
@@ -203,30 +186,15 @@ export async function createControlPlane(
       ]),
     ]
     const kek = has('pki') ? await loadKek(config.pki, config.core.home) : undefined
-    const serverTls = kek
-      ? await ensureServerTls({ dir: join(config.core.home, 'pki'), hosts, kek })
-      : undefined
-    const frontName = (['gateway', 'iam', 'isolation', 'audit', 'authz'] as const).find((c) =>
-      svids.has(c),
-    )
-    const front = frontName ? svids.get(frontName) : undefined
-    if (front && frontName) {
-      const missing = hosts.filter(
-        (h) => h !== '0.0.0.0' && h !== '::' && !certificateNames(front.current(), h),
-      )
-      if (missing.length)
-        log.warn(
-          { component: frontName, missing },
-          `the public listener presents the ${frontName} certificate, which does not name every listen/public host; issue it with dflare pki issue --component ${frontName} --host …`,
-        )
-    }
-    const publicTls = serverTls
-      ? { key: serverTls.key, cert: serverTls.cert, clientCa: serverTls.chain }
-      : {
-          key: front!.current().key,
-          cert: front!.current().cert,
-          clientCa: clientCaOf(front!.current()),
-        }
+    const listenerTls = await publicTls({
+      home: config.core.home,
+      identityDir: config.server.identityDir,
+      hosts,
+      kek,
+      identities: svids,
+      minVersion,
+      log,
+    })
 
     const peers = new Peers({
       db,
@@ -238,8 +206,8 @@ export async function createControlPlane(
     })
     cleanups.push(() => peers.close())
     const app = await buildApp({
-      tls: { key: publicTls.key, cert: publicTls.cert, minVersion },
-      clientCa: publicTls.clientCa,
+      tls: { key: listenerTls.key, cert: listenerTls.cert, minVersion },
+      clientCa: listenerTls.clientCa,
       log,
       metrics,
       bodyLimit: config.server.bodyLimit,
@@ -359,7 +327,7 @@ export async function createControlPlane(
       app,
       components,
       local: enabled,
-      caPath: serverTls?.caPath ?? join(config.server.identityDir, frontName!, 'ca.crt'),
+      caPath: listenerTls.caPath,
       redirectUrl: undefined,
       internalUrl: undefined,
       async listen() {
@@ -383,28 +351,8 @@ export async function createControlPlane(
         stops.push(peers.start())
         for (const c of components) await c.start?.()
         if (internal) plane.internalUrl = await internal.listen(config.server.internalListen)
-        const server = app.server as unknown as tls.Server
-        if (serverTls && kek) {
-          // The listener certificate renews itself at two-thirds of its life, without a restart.
-          stops.push(
-            keepServerTlsFresh(server, serverTls, {
-              dir: join(config.core.home, 'pki'),
-              hosts,
-              kek,
-              minVersion,
-              clientCa: true,
-              onError: (err) => log.error({ err }, 'server certificate renewal failed'),
-            }),
-          )
-        } else if (front) {
-          stops.push(
-            front.onChange((next) =>
-              server.setSecureContext(
-                serverTlsOptions({ ...next, ca: clientCaOf(next), minVersion }),
-              ),
-            ),
-          )
-        }
+        // The listener certificate renews itself at two-thirds of its life, without a restart.
+        stops.push(listenerTls.keepFresh(app.server as unknown as tls.Server))
         started = true
         return new URL(`https://${hostname}:${address.port}`)
       },
