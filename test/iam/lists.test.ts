@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import fc from 'fast-check'
+import {
+  createDomain,
+  createGroup,
+  createProject,
+  type KeysetPage,
+  listDomains,
+  listGroups,
+  listProjects,
+} from '../../src/iam/admin/directory.ts'
 import { listRealms } from '../../src/iam/admin/realms.ts'
 import { createUser, listUsers } from '../../src/iam/admin/users.ts'
 import { type Harness, OPERATOR, seedRealm, startHarness } from './harness.ts'
@@ -70,6 +79,52 @@ describe('users and realms are listed a page at a time by the database', () => {
         after = page.at(-1)!.id
       }
       assert.deepEqual(seen, all)
+    }
+  })
+
+  test('domains, groups and projects page by id, within their realm and filter', async () => {
+    for (const id of ['d-b', 'd-a', 'd-c'])
+      await createDomain(h.iam.admin, OPERATOR, 'acme', { id, name: id })
+    for (const id of ['g3', 'g1', 'g2', 'g10'])
+      await createGroup(h.iam.admin, OPERATOR, 'acme', { id, name: id })
+    for (const [id, domainId] of [
+      ['p2', 'd-a'],
+      ['p1', 'd-b'],
+      ['p3', 'd-a'],
+      ['p0', 'd-c'],
+    ])
+      await createProject(h.iam.admin, OPERATOR, 'acme', {
+        id: id!,
+        domainId: domainId!,
+        name: id!,
+      })
+    await createGroup(h.iam.admin, OPERATOR, 'other', { id: 'g0', name: 'elsewhere' })
+    const walk = async (list: (page: KeysetPage) => Promise<{ id: string }[]>, limit: number) => {
+      const seen: string[] = []
+      let after: string | undefined
+      for (;;) {
+        const page = await list({ after, limit })
+        seen.push(...page.map((r) => r.id))
+        if (page.length < limit) return seen
+        after = page.at(-1)!.id
+      }
+    }
+    for (const limit of [1, 2, 3, 10]) {
+      assert.deepEqual(await walk((p) => listDomains(h.iam.admin, 'acme', p), limit), [
+        'd-a',
+        'd-b',
+        'd-c',
+      ])
+      assert.deepEqual(await walk((p) => listGroups(h.iam.admin, 'acme', p), limit), [
+        'g1',
+        'g10',
+        'g2',
+        'g3',
+      ])
+      assert.deepEqual(await walk((p) => listProjects(h.iam.admin, 'acme', 'd-a', p), limit), [
+        'p2',
+        'p3',
+      ])
     }
   })
 })

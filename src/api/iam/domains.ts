@@ -6,17 +6,18 @@ import {
   deleteDomain,
   listDomains,
 } from '../../iam/admin/directory.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
   auditOf,
   type IdentityContext,
   itemId,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   type T,
   TAGS,
@@ -45,7 +46,11 @@ export function domainRoutes(ctx: IdentityContext): AnyApiRoute[] {
       },
       resource: ({ tenant }) => tenantRef(tenant),
       handler: async ({ tenant, query }) => ({
-        body: paged(await read(tenant, (d) => listDomains(d, tenant)), query, (r) => r.id),
+        body: page(
+          await read(tenant, (d) => listDomains(d, tenant, keyset(query))),
+          query.limit,
+          (r) => r.id,
+        ),
       }),
     }),
     defineRoute<T, Record<string, never>, Body>({

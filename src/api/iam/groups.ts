@@ -7,17 +7,18 @@ import {
   listGroups,
   removeMember,
 } from '../../iam/admin/directory.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
   auditOf,
   type IdentityContext,
   itemId,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   type T,
   TAGS,
@@ -50,7 +51,11 @@ export function groupRoutes(ctx: IdentityContext): AnyApiRoute[] {
       },
       resource: ({ tenant }) => tenantRef(tenant),
       handler: async ({ tenant, query }) => ({
-        body: paged(await read(tenant, (d) => listGroups(d, tenant)), query, (g) => g.id),
+        body: page(
+          await read(tenant, (d) => listGroups(d, tenant, keyset(query))),
+          query.limit,
+          (g) => g.id,
+        ),
       }),
     }),
     defineRoute<T, Record<string, never>, { id: string; name: string }>({

@@ -6,6 +6,7 @@ import {
   deleteProject,
   listProjects,
 } from '../../iam/admin/directory.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
@@ -13,11 +14,11 @@ import {
   fieldMissing,
   type IdentityContext,
   itemId,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   type T,
   TAGS,
@@ -52,9 +53,9 @@ export function projectRoutes(ctx: IdentityContext): AnyApiRoute[] {
           : undefined
       },
       handler: async ({ tenant, query }) => ({
-        body: paged(
-          await read(tenant, (d) => listProjects(d, tenant, query.domainId)),
-          query,
+        body: page(
+          await read(tenant, (d) => listProjects(d, tenant, query.domainId, keyset(query))),
+          query.limit,
           (r) => r.id,
         ),
       }),

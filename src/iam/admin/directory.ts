@@ -141,10 +141,22 @@ export async function createProject(
   }
 }
 
-export async function listDomains(deps: Pick<AdminDeps, 'db'>, realm: string): Promise<Domain[]> {
+/** One page of a listing in id order: ids after `after` (keyset cursor), at most `limit`. */
+export interface KeysetPage {
+  after?: string | undefined
+  limit?: number | undefined
+}
+
+export async function listDomains(
+  deps: Pick<AdminDeps, 'db'>,
+  realm: string,
+  page: KeysetPage = {},
+): Promise<Domain[]> {
   const { rows } = await deps.db.query<Domain>(
-    'SELECT id, name, description FROM iam.domains WHERE realm = $1 ORDER BY id',
-    [realm],
+    `SELECT id, name, description FROM iam.domains
+      WHERE realm = $1 AND ($2::text IS NULL OR id COLLATE "C" > $2)
+      ORDER BY id COLLATE "C" LIMIT $3`,
+    [realm, page.after ?? null, page.limit ?? null],
   )
   return rows
 }
@@ -153,11 +165,14 @@ export async function listProjects(
   deps: Pick<AdminDeps, 'db'>,
   realm: string,
   domainId?: string,
+  page: KeysetPage = {},
 ): Promise<Project[]> {
   const { rows } = await deps.db.query<Project>(
     `SELECT id, domain_id AS "domainId", name, description FROM iam.projects
-     WHERE realm = $1 AND ($2::text IS NULL OR domain_id = $2) ORDER BY id`,
-    [realm, domainId ?? null],
+     WHERE realm = $1 AND ($2::text IS NULL OR domain_id = $2)
+       AND ($3::text IS NULL OR id COLLATE "C" > $3)
+     ORDER BY id COLLATE "C" LIMIT $4`,
+    [realm, domainId ?? null, page.after ?? null, page.limit ?? null],
   )
   return rows
 }
@@ -233,10 +248,16 @@ export async function createGroup(
   }
 }
 
-export async function listGroups(deps: Pick<AdminDeps, 'db'>, realm: string): Promise<Group[]> {
+export async function listGroups(
+  deps: Pick<AdminDeps, 'db'>,
+  realm: string,
+  page: KeysetPage = {},
+): Promise<Group[]> {
   const { rows } = await deps.db.query<Group>(
-    'SELECT id, name FROM iam.groups WHERE realm = $1 ORDER BY id',
-    [realm],
+    `SELECT id, name FROM iam.groups
+      WHERE realm = $1 AND ($2::text IS NULL OR id COLLATE "C" > $2)
+      ORDER BY id COLLATE "C" LIMIT $3`,
+    [realm, page.after ?? null, page.limit ?? null],
   )
   return rows
 }
