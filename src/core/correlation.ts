@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes, randomUUID } from 'node:crypto'
 
 /** Accepted inbound correlation ids: 8–128 characters of a conservative, log-safe alphabet. */
@@ -36,4 +37,28 @@ export function newSpanId(): string {
 
 export function newTraceId(): string {
   return randomBytes(16).toString('hex')
+}
+
+/** What calls made while serving a request carry to other components (the request's ids). */
+export interface OutboundContext {
+  correlationId: string
+  /** A `traceparent` naming a new span of the request's trace. */
+  traceparent: () => string
+}
+
+const outbound = new AsyncLocalStorage<OutboundContext>()
+
+/**
+ * Marks the rest of the current asynchronous context as serving a request with these ids, so
+ * calls to other components (PDP, identity, audit over mTLS) carry them and every process's log
+ * lines of that request share one correlation id.
+ */
+export function enterOutboundContext(context: OutboundContext) {
+  outbound.enterWith(context)
+}
+
+/** Headers for a call to another component: the current request's ids, when there is one. */
+export function outboundHeaders(): Record<string, string> {
+  const c = outbound.getStore()
+  return c ? { 'x-correlation-id': c.correlationId, traceparent: c.traceparent() } : {}
 }

@@ -4,10 +4,12 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Pdp } from '../authz/contract.ts'
 import type { Clock } from '../core/clock.ts'
+import { enterOutboundContext } from '../core/correlation.ts'
 import type { Db } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { enterRequest } from '../core/fresh-read.ts'
+import { outboundTraceparent } from '../server/observability.ts'
 import { sendProblem, toProblem } from '../server/problem-handler.ts'
 import { authenticateBearer, PLATFORM_REALM, type TokenAuthority } from './authenticate.ts'
 import { authorizationRequest } from './cedar-request.ts'
@@ -208,6 +210,11 @@ export async function registerApi(
             // Everything this request checks (revocations, realm state, authorization) need be
             // no older than its arrival: checks can share reads that started after it.
             enterRequest(request.dflare.started)
+            // Calls to other components on its behalf carry its correlation id and trace.
+            enterOutboundContext({
+              correlationId: request.id,
+              traceparent: () => outboundTraceparent(request),
+            })
             const now = Math.floor(deps.clock.now().getTime() / 1000)
             try {
               request.dflare.principal =

@@ -1,4 +1,5 @@
 import https from 'node:https'
+import { outboundHeaders } from '../core/correlation.ts'
 import { componentId } from './spiffe.ts'
 import { type IdentitySource, MtlsAgent, type TlsMinVersion } from './tls-policy.ts'
 
@@ -92,6 +93,7 @@ export class PeerClient {
           servername: this.#o.serverName,
           timeout: this.#o.timeoutMs ?? 10_000,
           headers: {
+            ...outboundHeaders(),
             accept: 'application/json',
             ...(payload
               ? { 'content-type': 'application/json', 'content-length': payload.length }

@@ -3,6 +3,12 @@ import tls from 'node:tls'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import { Counter, type Registry } from 'prom-client'
+import {
+  enterOutboundContext,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+} from '../core/correlation.ts'
 import { problems } from '../core/errors.ts'
 import { componentId } from '../pki/spiffe.ts'
 import {
@@ -16,6 +22,7 @@ import {
   verifyPeer,
 } from '../pki/tls-policy.ts'
 import type { InternalApi } from './component.ts'
+import { correlationIdOf } from './observability.ts'
 import { installProblemHandlers, sendProblem } from './problem-handler.ts'
 import { peerServerName } from './topology.ts'
 
@@ -109,6 +116,9 @@ export async function createInternalListener(
     },
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
+    // The caller's correlation id (when well-formed) names this call in our log lines too.
+    genReqId: correlationIdOf,
+    requestIdLogLabel: 'correlationId',
     bodyLimit: options.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: true,
@@ -160,6 +170,16 @@ export async function createInternalListener(
   }
 
   installProblemHandlers(app)
+  // Calls this component makes on the caller's behalf (e.g. iam recording an event) carry the
+  // same correlation id and the caller's trace.
+  app.addHook('onRequest', async (request) => {
+    const trace = parseTraceparent(request.headers.traceparent)
+    enterOutboundContext({
+      correlationId: request.id,
+      traceparent: () =>
+        `00-${trace?.traceId ?? newTraceId()}-${newSpanId()}-${trace?.flags ?? '01'}`,
+    })
+  })
   for (const api of apis) {
     const policy = policies.get(api.component)!
     await app.register(

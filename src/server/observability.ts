@@ -32,7 +32,9 @@ export function correlationIdOf(req: { headers: Record<string, unknown> }): stri
 
 /** `traceparent` for calls this request makes to other services. */
 export function outboundTraceparent(request: FastifyRequest): string {
-  const t = request.trace
+  const t = request.trace as RequestTrace | null
+  // A server built without observability (some tests) has no trace: start one.
+  if (!t) return `00-${newTraceId()}-${newSpanId()}-01`
   return `00-${t.traceId}-${newSpanId()}-${t.flags}`
 }
 

@@ -6,6 +6,7 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import { RemoteEventSink } from '../../src/audit/remote-sink.ts'
 import { RemotePdp, UNAVAILABLE_REASON } from '../../src/authz/remote-pdp.ts'
+import { enterOutboundContext } from '../../src/core/correlation.ts'
 import type { Transaction } from '../../src/core/db/index.ts'
 import { Problem } from '../../src/core/errors.ts'
 import type { SecurityEvent } from '../../src/core/events.ts'
@@ -49,6 +50,8 @@ describe('remote clients fail closed', () => {
   let url: URL
   let deadUrl: URL
   let gateway: TlsIdentity
+  /** What the fake peers saw of each call: the request id they logged under, the ids sent. */
+  const calls: { id: string; correlation: unknown; traceparent: unknown }[] = []
   /** What the fake peers answer: a status and a body, per path. */
   const answers = new Map<string, { status: number; body: unknown }>()
   const source = (id: TlsIdentity) => ({ current: () => id, onChange: () => () => {} })
@@ -84,6 +87,11 @@ describe('remote clients fail closed', () => {
       callers: ['gateway'],
       routes(app) {
         app.all('/*', async (request, reply) => {
+          calls.push({
+            id: request.id,
+            correlation: request.headers['x-correlation-id'],
+            traceparent: request.headers.traceparent,
+          })
           const a = answers.get(request.url) ?? { status: 404, body: { error: 'none' } }
           return reply.code(a.status).send(a.body)
         })
@@ -210,5 +218,35 @@ describe('remote clients fail closed', () => {
     assert.equal(await iam.realmExists('acme'), true)
     assert.equal(await iam.maxAccessTokenTtl('acme'), 300)
     iam.stop()
+  })
+
+  it("calls made while serving a request carry its correlation id and trace; others don't", async () => {
+    const path = '/internal/v1/authz/decide'
+    answers.set(path, {
+      status: 200,
+      body: { decision: 'allow', determining: ['p1'], errors: [], reason: 'ok' },
+    })
+    const pdp = new RemotePdp(client('authz'))
+    calls.length = 0
+    await pdp.decide(REQUEST)
+    assert.equal(calls[0]?.correlation, undefined)
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736'
+    await new Promise<void>((resolve, reject) => {
+      // A new asynchronous context, as each request has.
+      setImmediate(() => {
+        enterOutboundContext({
+          correlationId: 'req-1234-abcd',
+          traceparent: () => `00-${trace}-00f067aa0ba902b7-01`,
+        })
+        pdp.decide(REQUEST).then(() => resolve(), reject)
+      })
+    })
+    assert.equal(calls[1]?.correlation, 'req-1234-abcd')
+    assert.equal(calls[1]?.id, 'req-1234-abcd', 'the callee logs the call under the same id')
+    assert.match(String(calls[1]?.traceparent), new RegExp(`^00-${trace}-`))
+    // Outside that context, nothing leaks from it.
+    await pdp.decide(REQUEST)
+    assert.equal(calls[2]?.correlation, undefined)
+    assert.notEqual(calls[2]?.id, 'req-1234-abcd')
   })
 })
