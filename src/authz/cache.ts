@@ -12,7 +12,7 @@
  *   straight from the database until listening again (fail closed, never stale).
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
-import { revisionsOf } from '../core/revisions.ts'
+import { AppliedRevision, revisionsOf } from '../core/revisions.ts'
 import type { BindingGroup } from './catalog.ts'
 import type { EntityData, EntityLookup } from './cedar/compile.ts'
 import { CedarError } from './cedar/errors.ts'
@@ -105,12 +105,11 @@ export class EntityCache {
   readonly #entities = new Hierarchy(deriveBindingGroup)
   readonly #bindingGroups = new Map<string, BindingGroup[]>()
   readonly #listeners = new Set<Listener>()
-  #revision = 0
+  readonly #applied = new AppliedRevision()
   /** Bumped on every invalidation: results fetched across a bump are used but not cached. */
   #epoch = 0
   #listening = false
   #unlisten: (() => Promise<void>) | undefined
-  #waiters: { revision: number; resolve: () => void }[] = []
   #stopped = false
   constructor(db: Db, consistency: Consistency = 'strong') {
     this.#db = db
@@ -137,7 +136,7 @@ export class EntityCache {
     // Read the revision after LISTEN: every later change is then seen as a notification.
     const revision = await this.#readRevision()
     this.#dropAll()
-    this.#revision = revision
+    this.#applied.advance(revision)
     this.#listening = true
   }
 
@@ -184,12 +183,7 @@ export class EntityCache {
       for (const t of notice.bindingTenants ?? []) this.#bindingGroups.delete(t)
       for (const l of this.#listeners) l(notice)
     }
-    if (notice.revision > this.#revision) this.#revision = notice.revision
-    this.#waiters = this.#waiters.filter((w) => {
-      if (w.revision > this.#revision) return true
-      w.resolve()
-      return false
-    })
+    this.#applied.advance(notice.revision)
   }
 
   async #relisten() {
@@ -209,20 +203,10 @@ export class EntityCache {
     if (!this.#listening) return false
     if (this.consistency === 'notify') return true
     const current = await revisionsOf(this.#db).current('authz')
-    if (current <= this.#revision) return true
-    const caughtUp = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), NOTIFY_WAIT_MS)
-      this.#waiters.push({
-        revision: current,
-        resolve: () => {
-          clearTimeout(timer)
-          resolve(true)
-        },
-      })
-    })
-    if (!caughtUp) {
+    if (!(await this.#applied.reached(current, NOTIFY_WAIT_MS))) {
+      // The notifications did not arrive in time: an empty cache is as new as `current`.
       this.#dropAll()
-      if (current > this.#revision) this.#revision = current
+      this.#applied.advance(current)
     }
     return this.#listening
   }

@@ -54,3 +54,42 @@ export function revisionsOf(db: Db): Revisions {
   }
   return r
 }
+
+/**
+ * The revision an in-memory cache has applied (from change notifications, or a fresh load), and
+ * the callers waiting for it to reach the database's: the shared half of the strong-consistency
+ * protocol of the authz entity store and the IAM gateway state.
+ */
+export class AppliedRevision {
+  #value = 0
+  #waiters: { revision: number; resolve: () => void }[] = []
+
+  get value() {
+    return this.#value
+  }
+
+  /** Changes up to `revision` are applied: releases every caller waiting for no more than that. */
+  advance(revision: number) {
+    if (revision > this.#value) this.#value = revision
+    this.#waiters = this.#waiters.filter((w) => {
+      if (w.revision > this.#value) return true
+      w.resolve()
+      return false
+    })
+  }
+
+  /** Resolves true once `revision` is applied, false when `timeoutMs` passes first. */
+  reached(revision: number, timeoutMs: number): Promise<boolean> {
+    if (revision <= this.#value) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.#waiters.push({
+        revision,
+        resolve: () => {
+          clearTimeout(timer)
+          resolve(true)
+        },
+      })
+    })
+  }
+}

@@ -15,7 +15,7 @@
  *   again (fail closed, never stale).
  */
 import { type Db, LISTENER_LOST } from '../core/db/index.ts'
-import { revisionsOf } from '../core/revisions.ts'
+import { AppliedRevision, revisionsOf } from '../core/revisions.ts'
 
 export const GATEWAY_CHANNEL = 'iam_gateway'
 const NOTIFY_WAIT_MS = 200
@@ -48,7 +48,7 @@ export class GatewayState {
   #ready = false
   #stopped = true
   #unlisten: (() => Promise<void>) | undefined
-  #revision = 0
+  readonly #applied = new AppliedRevision()
   /** Bumped whenever realm rows may have changed: reads that raced with it are not cached. */
   #epoch = 0
   readonly #realms = new Map<string, RealmState | null>()
@@ -56,7 +56,6 @@ export class GatewayState {
   readonly #tokens = new Map<string, number>()
   /** realm\0sid → expiry (epoch seconds). */
   readonly #sessions = new Map<string, number>()
-  #waiters: { revision: number; resolve: () => void }[] = []
   #lastPrune = Date.now()
 
   constructor(db: Db) {
@@ -92,18 +91,7 @@ export class GatewayState {
     if (!this.#ready) return false
     const current = await revisionsOf(this.#db).current('iam')
     this.#prune()
-    if (current <= this.#revision) return this.#ready
-    const caughtUp = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), NOTIFY_WAIT_MS)
-      this.#waiters.push({
-        revision: current,
-        resolve: () => {
-          clearTimeout(timer)
-          resolve(true)
-        },
-      })
-    })
-    if (!caughtUp) this.#reload()
+    if (!(await this.#applied.reached(current, NOTIFY_WAIT_MS))) this.#reload()
     return this.#ready
   }
 
@@ -202,7 +190,7 @@ export class GatewayState {
     if (tokens.rows.length + sessions.rows.length > MAX_REVOCATIONS) return // database answers
     for (const t of tokens.rows) this.#addToken(t.jti, t.expires)
     for (const s of sessions.rows) this.#addSession(s.realm, s.sid, s.expires)
-    if (revision > this.#revision) this.#revision = revision
+    this.#applied.advance(revision)
     this.#epoch++
     this.#realms.clear()
     this.#ready = true
@@ -271,12 +259,7 @@ export class GatewayState {
       this.#dropAll()
       this.#reload()
     }
-    if (notice.revision > this.#revision) this.#revision = notice.revision
-    this.#waiters = this.#waiters.filter((w) => {
-      if (w.revision > this.#revision) return true
-      w.resolve()
-      return false
-    })
+    this.#applied.advance(notice.revision)
   }
 
   async #relisten() {
