@@ -327,6 +327,35 @@ account (${esc(details.params.scope)}).</p>
       return { ...it, body }
     }
 
+    /** The login's progress when it has reached `step`; else "Sign in first." and undefined. */
+    const progressAt = async (
+      reply: FastifyReply,
+      realm: string,
+      uid: string,
+      step: Progress['step'],
+    ) => {
+      const store = progressStore(realm)
+      const p = (await store.find(uid)) as Progress | undefined
+      if (p?.step === step) return { store, p }
+      html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      return undefined
+    }
+
+    /** The account locked during this sign-in: the sign-in ends. */
+    const lockedOut = async (
+      reply: FastifyReply,
+      realm: string,
+      uid: string,
+      store: ReturnType<typeof progressStore>,
+    ) => {
+      await store.destroy(uid)
+      return html(
+        reply,
+        await loginPage(realm, uid, 'This account is locked; try again later.'),
+        401,
+      )
+    }
+
     scope.post('/realms/:realm/interaction/:uid/login', async (req, reply) => {
       const it = await guard(req, reply)
       if (!it) return
@@ -363,9 +392,9 @@ account (${esc(details.params.scope)}).</p>
       const it = await guard(req, reply)
       if (!it) return
       const { realm, uid, rp, body } = it
-      const store = progressStore(realm)
-      const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'mfa') return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const at = await progressAt(reply, realm, uid, 'mfa')
+      if (!at) return
+      const { store, p } = at
       const r = await deps.authn.secondFactor(
         realm,
         p.userId,
@@ -373,14 +402,7 @@ account (${esc(details.params.scope)}).</p>
         requestInfo(req),
       )
       if (!r.ok) {
-        if (r.reason === 'locked') {
-          await store.destroy(uid)
-          return html(
-            reply,
-            await loginPage(realm, uid, 'This account is locked; try again later.'),
-            401,
-          )
-        }
+        if (r.reason === 'locked') return lockedOut(reply, realm, uid, store)
         return ceremony(reply, await mfaPage(realm, uid, p.userId, 'That code is not valid.'), 401)
       }
       await store.destroy(uid)
@@ -392,9 +414,9 @@ account (${esc(details.params.scope)}).</p>
       const it = await guard(req, reply)
       if (!it) return
       const { realm, uid, rp, body } = it
-      const store = progressStore(realm)
-      const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'mfa') return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const at = await progressAt(reply, realm, uid, 'mfa')
+      if (!at) return
+      const { store, p } = at
       const r = await deps.authn.passkeys.finishAuthentication(
         realm,
         p.userId,
@@ -403,14 +425,7 @@ account (${esc(details.params.scope)}).</p>
         requestInfo(req),
       )
       if (!r.ok) {
-        if (r.reason === 'locked') {
-          await store.destroy(uid)
-          return html(
-            reply,
-            await loginPage(realm, uid, 'This account is locked; try again later.'),
-            401,
-          )
-        }
+        if (r.reason === 'locked') return lockedOut(reply, realm, uid, store)
         return ceremony(
           reply,
           await mfaPage(realm, uid, p.userId, 'That passkey could not be verified.'),
@@ -426,10 +441,9 @@ account (${esc(details.params.scope)}).</p>
       const it = await guard(req, reply)
       if (!it) return
       const { realm, uid, body } = it
-      const store = progressStore(realm)
-      const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'enroll')
-        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const at = await progressAt(reply, realm, uid, 'enroll')
+      if (!at) return
+      const { store, p } = at
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
       const r = await deps.authn.passkeys.finishRegistration(
         realm,
@@ -441,14 +455,7 @@ account (${esc(details.params.scope)}).</p>
         { codes, when: 'always' },
       )
       if (!r.ok) {
-        if (r.reason === 'locked') {
-          await store.destroy(uid)
-          return html(
-            reply,
-            await loginPage(realm, uid, 'This account is locked; try again later.'),
-            401,
-          )
-        }
+        if (r.reason === 'locked') return lockedOut(reply, realm, uid, store)
         return ceremony(
           reply,
           await enrollPage(realm, uid, p, 'The passkey could not be registered.'),
@@ -463,10 +470,9 @@ account (${esc(details.params.scope)}).</p>
       const it = await guard(req, reply)
       if (!it) return
       const { realm, uid, body } = it
-      const store = progressStore(realm)
-      const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'enroll')
-        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const at = await progressAt(reply, realm, uid, 'enroll')
+      if (!at) return
+      const { store, p } = at
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
       const ok = await deps.authn.confirmTotp(
         realm,
@@ -486,10 +492,9 @@ account (${esc(details.params.scope)}).</p>
       const it = await guard(req, reply)
       if (!it) return
       const { realm, uid, rp } = it
-      const store = progressStore(realm)
-      const p = (await store.find(uid)) as Progress | undefined
-      if (p?.step !== 'enrolled')
-        return html(reply, await loginPage(realm, uid, 'Sign in first.'), 400)
+      const at = await progressAt(reply, realm, uid, 'enrolled')
+      if (!at) return
+      const { store, p } = at
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, p.amr ?? ['pwd', 'otp', 'mfa'])
     })
