@@ -69,7 +69,8 @@ export class Hierarchy implements EntityLookup {
     const s = this.stored(key)
     if (!s) return undefined
     if (depth > MAX_DEPTH) throw new RangeError('entity hierarchy too deep')
-    // Placeholder first: a cycle then ends on an empty, incomplete entry instead of recursing.
+    // Registered before its parents are walked: a cycle then ends on this empty, incomplete
+    // entry instead of recursing.
     const ancestors = new Set<string>()
     const entry: HierarchyEntry & { complete: boolean } = {
       uid: s.uid,

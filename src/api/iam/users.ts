@@ -88,8 +88,8 @@ export function userRoutes(ctx: IdentityContext): AnyApiRoute[] {
       summary: 'Create a user (optionally in a domain, optionally with an initial password)',
       tags: TAGS,
       schema: { params: tenantOnly, body: createUserSchema, response: { 201: userSchema } },
-      // The user's id is made at creation: the decision is on a placeholder placed where the
-      // user will sit (its domain, else the tenant).
+      // The user's id is made at creation: the decision is on a request-scoped entity for the
+      // user-to-be, placed where the user will sit (its domain, else the tenant).
       resource: async ({ tenant, body }) => {
         if (body.domainId !== undefined && !(await domainExists(tenant, body.domainId)))
           fieldMissing('body.domainId')

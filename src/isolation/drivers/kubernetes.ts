@@ -28,7 +28,8 @@ export function contains(have: unknown, want: unknown): boolean {
  * client-node serializes request bodies through its generated models, whose properties for the
  * reserved words `default` and `from` are `_default` and `_from`: a plain object's `default` or
  * `from` would be silently dropped, and a NetworkPolicy rule without `from` allows every source.
- * The Kubernetes driver test applies to an API server stub and checks nothing was lost.
+ * The Kubernetes driver test applies to a recording fake of the API server and checks nothing
+ * was lost.
  */
 export function toModelShape(o: KubernetesObject): KubernetesObject {
   const copy = structuredClone(o) as KubernetesObject & {
