@@ -10,10 +10,11 @@ import type { Principal } from '../../gateway/principal.ts'
 import { type AnyApiRoute, defineRoute, type ResourceRef } from '../../gateway/route.ts'
 import { ID, uid } from '../../iam/admin/context.ts'
 import { assertMayDelegate } from '../delegation.ts'
-import { decodeCursor, page } from '../pagination.ts'
+import { page } from '../pagination.ts'
 import {
   fieldMissing,
   type IdentityContext,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
@@ -166,8 +167,7 @@ export function roleBindingRoutes(ctx: IdentityContext): AnyApiRoute[] {
       },
       resource: ({ tenant }) => tenantRef(tenant),
       handler: async ({ tenant, query }) => {
-        const after = decodeCursor(query.cursor)
-        const rows = await listRoleBindings(admin.db, tenant, { after, limit: query.limit + 1 })
+        const rows = await listRoleBindings(admin.db, tenant, keyset(query))
         const p = page(rows, query.limit, (r) => r.key)
         return { body: { ...p, items: p.items.map((r) => view(tenant, r)) } }
       },

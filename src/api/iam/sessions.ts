@@ -1,11 +1,12 @@
 import { type AnyApiRoute, defineRoute } from '../../gateway/route.ts'
 import { uid } from '../../iam/admin/context.ts'
 import { listSessions, revokeSession } from '../../iam/admin/sessions.ts'
-import { decodeCursor, page } from '../pagination.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   auditOf,
   type IdentityContext,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
@@ -52,8 +53,7 @@ export function sessionRoutes(ctx: IdentityContext): AnyApiRoute[] {
       handler: async ({ tenant, query }) => {
         const rows = await listSessions(admin, tenant, {
           userId: query.userId,
-          after: decodeCursor(query.cursor),
-          limit: query.limit + 1,
+          ...keyset(query),
         })
         return { body: page(rows, query.limit, (s) => s.id) }
       },

@@ -10,11 +10,12 @@ import {
   updateRealm,
   updateRealmSchema,
 } from '../../iam/admin/realms.ts'
-import { decodeCursor, page } from '../pagination.ts'
+import { page } from '../pagination.ts'
 import {
   audited,
   auditOf,
   type IdentityContext,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
@@ -40,10 +41,7 @@ export function tenantRoutes(ctx: IdentityContext): AnyApiRoute[] {
       schema: { querystring: listQuery(), response: { 200: listOf(realmSchema) } },
       resource: () => tenantRef(PLATFORM),
       handler: async ({ query }) => {
-        const rows = await listRealms(admin, {
-          after: decodeCursor(query.cursor),
-          limit: query.limit + 1,
-        })
+        const rows = await listRealms(admin, keyset(query))
         return { body: page(rows, query.limit, (r) => r.id) }
       },
     }),

@@ -11,13 +11,14 @@ import {
   updateUser,
   userSchema,
 } from '../../iam/admin/users.ts'
-import { decodeCursor, page } from '../pagination.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
   auditOf,
   fieldMissing,
   type IdentityContext,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
@@ -73,9 +74,8 @@ export function userRoutes(ctx: IdentityContext): AnyApiRoute[] {
       handler: async ({ tenant, query }) => {
         const rows = await read(tenant, (d) =>
           listUsers(d, tenant, {
-            after: decodeCursor(query.cursor),
+            ...keyset(query),
             prefix: query.username_prefix,
-            limit: query.limit + 1,
           }),
         )
         return { body: page(rows, query.limit, (u) => u.username) }
