@@ -146,9 +146,11 @@ const token = await clientCredentials(issuer, 'bench-client', account.clientSecr
 for (let i = 0; i < CLUSTERS; i++)
   await call('POST', `/api/v1/tenants/${TENANT}/clusters`, token, { name: `c${i}` })
 
+/** Events of the bench tenant, integrated into its log or still queued (durable either way). */
 async function auditEvents(): Promise<number> {
   const { rows } = await db.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM audit.events WHERE log = $1',
+    `SELECT (SELECT count(*) FROM audit.events WHERE log = $1)
+          + (SELECT count(*) FROM audit.queue WHERE log = $1) AS n`,
     [TENANT],
   )
   return rows[0]!.n

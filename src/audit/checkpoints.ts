@@ -15,11 +15,14 @@ export class CheckpointService {
   readonly #db: Db
   readonly #keys: KeyRing
   readonly #origin: string
+  readonly #drain: () => Promise<void>
 
-  constructor(db: Db, keys: KeyRing, origin: string) {
+  /** `drain` integrates queued events first, so a checkpoint covers everything recorded before it. */
+  constructor(db: Db, keys: KeyRing, origin: string, drain: () => Promise<void> = async () => {}) {
     this.#db = db
     this.#keys = keys
     this.#origin = origin
+    this.#drain = drain
   }
 
   originOf(log: string) {
@@ -32,6 +35,11 @@ export class CheckpointService {
    * root are a committed state.
    */
   async issue(log: string): Promise<IssuedCheckpoint> {
+    await this.#drain()
+    return this.#issue(log)
+  }
+
+  async #issue(log: string): Promise<IssuedCheckpoint> {
     const signer = await this.#keys.current()
     const keyId = signer.id.toString('hex')
     return this.#db.transaction(async (tx) => {
@@ -114,13 +122,14 @@ export class CheckpointService {
 
   /** Checkpoints every log that grew since its latest checkpoint (the scheduled run). */
   async issueForGrownLogs(): Promise<IssuedCheckpoint[]> {
+    await this.#drain()
     const { rows } = await this.#db.query<{ log: string }>(
       `SELECT h.log FROM audit.heads h
        WHERE h.size > COALESCE((SELECT max(c.size) FROM audit.checkpoints c WHERE c.log = h.log), -1)
        ORDER BY h.log`,
     )
     const out: IssuedCheckpoint[] = []
-    for (const r of rows) out.push(await this.issue(r.log))
+    for (const r of rows) out.push(await this.#issue(r.log))
     return out
   }
 }

@@ -8,6 +8,7 @@ import { KeyRing } from './keys.ts'
 import { ProofService } from './proofs.ts'
 import { loadOrCreateKeyFile, Pseudonymizer } from './pseudonym.ts'
 import { QueryService } from './query.ts'
+import { AuditSequencer } from './sequencer.ts'
 import { AuditSink } from './sink.ts'
 
 export interface Audit {
@@ -16,6 +17,8 @@ export interface Audit {
   apiRoutes: AnyApiRoute[]
   /** The EventSink every module records through (put it in Runtime.events). */
   sink: AuditSink
+  /** Moves queued events into their Merkle logs; `drain()` before reading the log directly. */
+  sequencer: AuditSequencer
   keys: KeyRing
   checkpoints: CheckpointService
   proofs: ProofService
@@ -44,11 +47,27 @@ export async function createAudit(rt: Runtime): Promise<Audit> {
   const s = rt.config.audit
   const key = s.pseudonymKey ?? (await loadOrCreateKeyFile(join(s.keyDir, 'pseudonym.key')))
   const pseudonymizer = new Pseudonymizer(key, { pseudonymizeIps: s.pseudonymizeIps })
-  const sink = new AuditSink({ db: rt.db, clock: rt.clock, pseudonymizer, maxBatch: s.maxBatch })
+  const log = rt.log.child({ component: 'audit' })
+  const sequencer = new AuditSequencer({
+    db: rt.db,
+    batch: s.maxBatch,
+    delayMs: 5,
+    pollMs: s.integrationPoll,
+    onError: (err) => log.error({ err }, 'audit integration failed; events stay queued'),
+    metrics: rt.metrics,
+  })
+  const drain = () => sequencer.drain()
+  const sink = new AuditSink({
+    db: rt.db,
+    clock: rt.clock,
+    pseudonymizer,
+    maxBatch: s.maxBatch,
+    onQueued: () => sequencer.kick(),
+  })
   const keys = new KeyRing(rt.db, s.keyDir, s.origin)
-  const checkpoints = new CheckpointService(rt.db, keys, s.origin)
+  const checkpoints = new CheckpointService(rt.db, keys, s.origin, drain)
   const proofs = new ProofService(rt.db)
-  const query = new QueryService(rt.db, pseudonymizer)
+  const query = new QueryService(rt.db, pseudonymizer, drain)
   const backup = new BackupService({
     db: rt.db,
     objects: rt.objects,
@@ -62,7 +81,7 @@ export async function createAudit(rt: Runtime): Promise<Audit> {
     name: 'audit',
     async start() {
       await keys.current() // create the first signing key before anything needs it
-      const log = rt.log.child({ component: 'audit' })
+      sequencer.start()
       stops.push(
         every(
           s.checkpointInterval,
@@ -79,8 +98,20 @@ export async function createAudit(rt: Runtime): Promise<Audit> {
     async stop() {
       for (const stop of stops.splice(0)) stop()
       await sink.close()
+      await sequencer.stop()
     },
   }
   const apiRoutes = auditApiRoutes({ query, proofs, checkpoints, keys })
-  return { component, apiRoutes, sink, keys, checkpoints, proofs, query, backup, pseudonymizer }
+  return {
+    component,
+    apiRoutes,
+    sink,
+    sequencer,
+    keys,
+    checkpoints,
+    proofs,
+    query,
+    backup,
+    pseudonymizer,
+  }
 }

@@ -12,7 +12,7 @@ import type { AuditSink } from './sink.ts'
  * - `POST /events` records an event outside any transaction (group commit); it answers only
  *   once the event is durable.
  * - `POST /prepare` validates and minimizes an event (pseudonyms are keyed with the audit
- *   host's key, which never leaves it) and returns the leaf; the caller appends it inside its
+ *   host's key, which never leaves it) and returns the record; the caller queues it inside its
  *   own transaction, so a state change and its event still commit together (invariant 2).
  */
 export const AUDIT_CALLERS = ['gateway', 'iam', 'isolation', 'pki'] as const
@@ -89,8 +89,8 @@ export function auditInternalApi(sink: AuditSink): InternalApi {
       app.post('/prepare', { schema: { body } }, async (request) => {
         const event = fromWire((request.body as { event: WireEvent }).event)
         try {
-          const { log, leaf } = sink.prepare(event)
-          return { log, body: leaf.body }
+          const { log, body } = sink.prepare(event)
+          return { log, body }
         } catch (err) {
           return invalid(err)
         }

@@ -57,13 +57,22 @@ function decodeCursor(cursor: string): [string, string, number] {
 export class QueryService {
   readonly #db: Queryable
   readonly #p: Pseudonymizer
+  readonly #drain: () => Promise<void>
 
-  constructor(db: Queryable, pseudonymizer: Pseudonymizer) {
+  /** `drain` integrates queued events first, so a query sees everything recorded before it. */
+  constructor(
+    db: Queryable,
+    pseudonymizer: Pseudonymizer,
+    drain: () => Promise<void> = async () => {},
+  ) {
     this.#db = db
     this.#p = pseudonymizer
+    this.#drain = drain
   }
 
   async events(f: EventFilter): Promise<EventPage> {
+    // Later pages continue from a position the first page already saw integrated.
+    if (!f.cursor) await this.#drain()
     const where: string[] = []
     const params: SqlValue[] = []
     const add = (sql: string, value: SqlValue) => {

@@ -1,16 +1,16 @@
 import type { Transaction } from '../core/db/index.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import type { PeerClient } from '../pki/peer-client.ts'
-import { appendLeaves } from './append.ts'
 import { toWire } from './internal.ts'
-import { leafHash } from './merkle.ts'
+import { enqueue } from './sink.ts'
 
 /**
  * The EventSink of a process without the audit component (`dflare serve`).
  *
  * - With a caller transaction, the audit host prepares the leaf (validation, minimization,
- *   keyed pseudonyms) and this process appends it in the caller's transaction on the shared
- *   database, so the state change and its event commit together or not at all.
+ *   keyed pseudonyms) and this process queues it in the caller's transaction on the shared
+ *   database, so the state change and its event commit together or not at all (the audit host's
+ *   sequencer integrates it into the log).
  * - Without one, the audit host records it and answers once it is durable.
  *
  * Any failure throws, so the caller fails the action (the gateway answers 503): fail closed.
@@ -36,9 +36,7 @@ export class RemoteEventSink implements EventSink {
         prepared.body.length === 0
       )
         throw new Error(`the audit log refused the event: HTTP ${r.status}`)
-      await appendLeaves(tx, prepared.log, [
-        { body: prepared.body, hash: leafHash(Buffer.from(prepared.body, 'utf8')) },
-      ])
+      await enqueue(tx, [{ log: prepared.log, body: prepared.body }])
       return
     }
     // Not idempotent: a lost answer must not append the event twice, so no retry.

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { auditMigrations } from '../../src/audit/migrations.ts'
+import { AuditSequencer } from '../../src/audit/sequencer.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
 import { migratedDatabase, testDatabaseUrl } from '../support/db.ts'
 
@@ -29,6 +30,16 @@ describe('audit durability', { skip: !testDatabaseUrl && 'needs DFLARE_TEST_DATA
         })
       })
       assert.ok(acked.length >= 2000)
+      // What the killed process had queued but not integrated, the next sequencer integrates.
+      await new AuditSequencer({
+        db: t.db,
+        batch: 500,
+        delayMs: 0,
+        pollMs: 1000,
+        onError: () => {},
+      }).drain()
+      const queued = await t.db.query('SELECT 1 FROM audit.queue')
+      assert.equal(queued.rowCount, 0)
       const { rows } = await t.db.query<{ correlation_id: string }>(
         'SELECT correlation_id FROM audit.events',
       )

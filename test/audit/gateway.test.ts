@@ -8,6 +8,7 @@ import { openCheckpoint, parseVerifierKey } from '../../src/audit/note.ts'
 import { ProofService } from '../../src/audit/proofs.ts'
 import { Pseudonymizer } from '../../src/audit/pseudonym.ts'
 import { QueryService } from '../../src/audit/query.ts'
+import { AuditSequencer } from '../../src/audit/sequencer.ts'
 import { AuditSink } from '../../src/audit/sink.ts'
 import { systemClock } from '../../src/core/clock.ts'
 import { type GatewayWorld, gatewayWorld } from '../gateway/world.ts'
@@ -26,10 +27,18 @@ describe('audit API behind the real gateway (authentication, Cedar, tenant isola
     const p = new Pseudonymizer(randomBytes(32), { pseudonymizeIps: false })
     const keyDir = `/tmp/dflare-audit-gw-${randomBytes(4).toString('hex')}`
     const keys = new KeyRing(w.db, keyDir, 'gw.test/audit')
+    const sequencer = new AuditSequencer({
+      db: w.db,
+      batch: 1000,
+      delayMs: 0,
+      pollMs: 1000,
+      onError: () => {},
+    })
+    const drain = () => sequencer.drain()
     Object.assign(deps, {
-      query: new QueryService(w.db, p),
+      query: new QueryService(w.db, p, drain),
       proofs: new ProofService(w.db),
-      checkpoints: new CheckpointService(w.db, keys, 'gw.test/audit'),
+      checkpoints: new CheckpointService(w.db, keys, 'gw.test/audit', drain),
       keys,
     })
     sink = new AuditSink({ db: w.db, clock: systemClock, pseudonymizer: p, maxBatch: 500 })

@@ -62,6 +62,7 @@ export async function auditFixture(): Promise<AuditFixture> {
     clock,
     async close() {
       await audit.sink.close()
+      await audit.sequencer.stop()
       await t.close()
       await rm(home, { recursive: true, force: true })
     },
@@ -83,6 +84,8 @@ export function event(i: number, over: Partial<SecurityEvent> = {}): SecurityEve
   }
 }
 
+/** Records n events and integrates them into their logs. */
 export async function recordMany(audit: Audit, n: number, over: Partial<SecurityEvent> = {}) {
   await Promise.all(Array.from({ length: n }, (_, i) => audit.sink.record(event(i, over))))
+  await audit.sequencer.drain()
 }

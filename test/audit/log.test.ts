@@ -37,6 +37,7 @@ describe('audit log: append, fail closed, minimization', () => {
       },
       { role: 'dflare_app', settings: { 'dflare.tenant': 'tx' } },
     )
+    await f.audit.sequencer.drain()
     const { rows } = await f.db.query<{ idx: number; correlation_id: string }>(
       "SELECT idx, correlation_id FROM audit.events WHERE log = 'tx' ORDER BY idx",
     )
@@ -57,8 +58,9 @@ describe('audit log: append, fail closed, minimization', () => {
     await assert.rejects(f.audit.sink.record(event(1, { outcome: 'maybe' as never })))
   })
 
-  it('the application role may only insert; nobody may update, delete or truncate', async () => {
+  it('the application role may only queue events; nobody may update, delete or truncate', async () => {
     await f.audit.sink.record(event(1, { tenant: 'priv' }))
+    await f.audit.sequencer.drain()
     for (const sql of [
       "UPDATE audit.events SET body = '{}' WHERE log = 'priv'",
       "DELETE FROM audit.events WHERE log = 'priv'",
@@ -66,6 +68,14 @@ describe('audit log: append, fail closed, minimization', () => {
       'SELECT * FROM audit.events',
       "UPDATE audit.heads SET size = 0 WHERE log = 'priv'",
       'DELETE FROM audit.checkpoints',
+      // The log itself belongs to the sequencer: the application cannot append to it directly,
+      // nor read, change or drop what is queued.
+      "INSERT INTO audit.events (log, idx, body, leaf_hash, root) VALUES ('priv', 9, '{}', '\\x00', '\\x00')",
+      "INSERT INTO audit.heads (log) VALUES ('forged')",
+      'SELECT * FROM audit.queue',
+      "DELETE FROM audit.queue WHERE log = 'priv'",
+      "UPDATE audit.queue SET body = '{}' WHERE log = 'priv'",
+      'TRUNCATE audit.queue',
     ])
       await assert.rejects(
         f.db.transaction((tx) => tx.query(sql), { role: 'dflare_app' }),
@@ -80,6 +90,19 @@ describe('audit log: append, fail closed, minimization', () => {
       "UPDATE audit.heads SET size = 0 WHERE log = 'priv'",
     ])
       await assert.rejects(f.db.query(sql), /append-only|only grows/, `owner: ${sql}`)
+    // A queued event cannot be changed either (checked on a row no sequencer can see yet).
+    for (const sql of [
+      "UPDATE audit.queue SET body = '{}' WHERE log = 'priv'",
+      'TRUNCATE audit.queue',
+    ])
+      await assert.rejects(
+        f.db.transaction(async (tx) => {
+          await f.audit.sink.record(event(2, { tenant: 'priv' }), tx)
+          await tx.query(sql)
+        }),
+        /append-only/,
+        `owner: ${sql}`,
+      )
   })
 
   it('many concurrent writers across logs get gapless indexes and a verifying tree', async () => {
@@ -95,6 +118,7 @@ describe('audit log: append, fail closed, minimization', () => {
       )
     }
     await Promise.all(writes)
+    await f.audit.sequencer.drain()
     const { rows } = await f.db.query<{ log: string; n: number; max: number }>(
       "SELECT log, count(*)::int AS n, max(idx)::int AS max FROM audit.events WHERE log LIKE 'con-%' GROUP BY log ORDER BY log",
     )

@@ -10,6 +10,7 @@ import { csvHeader, csvRow, ndjsonRow } from '../../audit/format.ts'
 import { KeyRing } from '../../audit/keys.ts'
 import { Pseudonymizer } from '../../audit/pseudonym.ts'
 import { QueryService } from '../../audit/query.ts'
+import { AuditSequencer } from '../../audit/sequencer.ts'
 import { AuditSink } from '../../audit/sink.ts'
 import {
   formatReport,
@@ -79,6 +80,14 @@ async function recordCliRead(
     outcome: 'success',
     details,
   })
+  // Integrate what is queued (this event included), so that what the command reads is current.
+  await new AuditSequencer({
+    db,
+    batch: 1000,
+    delayMs: 0,
+    pollMs: 0,
+    onError: () => {},
+  }).drain()
 }
 
 export function registerAudit(program: Command) {

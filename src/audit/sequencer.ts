@@ -1,0 +1,147 @@
+import { Counter, type Registry } from 'prom-client'
+import type { Db } from '../core/db/index.ts'
+import { type Leaf, startAppendBatch } from './append.ts'
+import { leafHash } from './merkle.ts'
+
+/** The only role that may advance a log (and remove what it integrated from the queue). */
+export const SEQUENCER_ROLE = 'dflare_audit_sequencer'
+
+/**
+ * Transaction-level advisory lock held while integrating: one sequencer at a time across every
+ * process on the database, so a log's order is the queue's order and `drain` sees every event
+ * committed before it was called. ("dflare" + 1 as a 64-bit key.)
+ */
+const SEQUENCER_LOCK = '7306644318658297857'
+
+export interface SequencerOptions {
+  db: Db
+  /** Most events integrated by one transaction. */
+  batch: number
+  /** After a kick, wait this long so that one transaction integrates what arrives meanwhile. */
+  delayMs: number
+  /** How often the queue is checked for events queued by other processes. */
+  pollMs: number
+  onError(err: unknown): void
+  metrics?: Registry
+}
+
+/**
+ * Moves queued events (audit.queue) into their Merkle logs. Each transaction takes the oldest
+ * queued events, appends them to their logs in queue order and deletes them from the queue, so an
+ * event is integrated exactly once or stays queued (a failed transaction changes nothing and the
+ * next run retries). Runs shortly after a kick (the sink kicks after each group commit), on a
+ * timer for events other processes queued, and on demand (`drain`) before anything reads the log.
+ */
+export class AuditSequencer {
+  readonly #o: SequencerOptions
+  /** Integrations run one at a time in this process (the advisory lock covers other processes). */
+  #exclusive: Promise<unknown> = Promise.resolve()
+  #timer: NodeJS.Timeout | undefined
+  #poll: NodeJS.Timeout | undefined
+  #loop: Promise<void> | undefined
+  #again = false
+  readonly #integrated: Counter | undefined
+
+  constructor(options: SequencerOptions) {
+    this.#o = options
+    this.#integrated = options.metrics
+      ? new Counter({
+          name: 'dflare_audit_events_integrated_total',
+          help: 'Queued audit events appended to their Merkle logs',
+          registers: [options.metrics],
+        })
+      : undefined
+  }
+
+  /** Starts the timer that picks up events queued by other processes. */
+  start() {
+    this.#poll ??= setInterval(() => {
+      this.#o.db
+        .query('SELECT 1 FROM audit.queue LIMIT 1')
+        .then(({ rows }) => {
+          if (rows.length > 0) this.kick(0)
+        })
+        .catch(this.#o.onError)
+    }, this.#o.pollMs)
+    this.#poll.unref()
+  }
+
+  /** Integrates what is queued, soon (after `delayMs`, so that one transaction takes many). */
+  kick(delayMs = this.#o.delayMs) {
+    if (this.#timer) return
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#again = true
+      this.#loop ??= this.#run().finally(() => {
+        this.#loop = undefined
+      })
+    }, delayMs)
+    this.#timer.unref()
+  }
+
+  /**
+   * Resolves once every event committed to the queue before the call is in its log (read your
+   * writes before queries). Throws if integration fails.
+   */
+  async drain(): Promise<void> {
+    while ((await this.#integrateExclusive()) === this.#o.batch);
+  }
+
+  /** Stops the timers and integrates what is left. */
+  async stop() {
+    if (this.#poll) clearInterval(this.#poll)
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#poll = this.#timer = undefined
+    await this.#loop
+    await this.drain()
+  }
+
+  async #run() {
+    while (this.#again) {
+      this.#again = false
+      try {
+        await this.drain()
+      } catch (err) {
+        this.#o.onError(err) // the events stay queued; the next kick or poll retries
+        return
+      }
+    }
+  }
+
+  #integrateExclusive(): Promise<number> {
+    const next = this.#exclusive.then(() => this.integrate())
+    this.#exclusive = next.catch(() => {})
+    return next
+  }
+
+  /** One transaction: integrates up to `batch` of the oldest queued events; returns how many. */
+  async integrate(): Promise<number> {
+    const moved = await this.#o.db.transaction(
+      async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [SEQUENCER_LOCK])
+        const { rows } = await tx.query<{ id: number; log: string; body: string }>(
+          `DELETE FROM audit.queue
+           WHERE id IN (SELECT id FROM audit.queue ORDER BY id LIMIT $1)
+           RETURNING id, log, body`,
+          [this.#o.batch],
+        )
+        if (rows.length === 0) return 0
+        rows.sort((a, b) => a.id - b.id)
+        const byLog = new Map<string, Leaf[]>()
+        for (const { log, body } of rows) {
+          const leaf = { body, hash: leafHash(Buffer.from(body, 'utf8')) }
+          const leaves = byLog.get(log)
+          if (leaves) leaves.push(leaf)
+          else byLog.set(log, [leaf])
+        }
+        // COMMIT leaves right behind the write (the transaction still fails if the write does).
+        const { written } = await startAppendBatch(tx, byLog)
+        written.catch(() => {})
+        return rows.length
+      },
+      { role: SEQUENCER_ROLE },
+    )
+    this.#integrated?.inc(moved)
+    return moved
+  }
+}
