@@ -15,6 +15,7 @@ import { createUser } from '../../src/iam/admin/users.ts'
 import { OutboundRefused, providerFetch } from '../../src/iam/backchannel.ts'
 import { ensureServerTls } from '../../src/pki/server-identity.ts'
 import { type Harness, OPERATOR, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 const PASSWORD = 'correct horse battery staple'
 const EVENT = 'http://schemas.openid.net/event/backchannel-logout'
@@ -73,7 +74,7 @@ async function eventually(check: () => Promise<boolean> | boolean, what: string)
  * an administrator revokes the session. The OP reaches only the registered URIs, over TLS
  * trusting the internal CA, and follows no redirect.
  */
-describe('back-channel logout to relying parties', () => {
+describe('back-channel logout to relying parties', { skip: browserSkip }, () => {
   let h: Harness
   let browser: Browser
   let rp: Awaited<ReturnType<typeof receiver>>
@@ -86,7 +87,7 @@ describe('back-channel logout to relying parties', () => {
   before(async () => {
     h = await startHarness()
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      executablePath: chromiumPath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     })
     // The RP has a certificate of the internal CA (the server's own, for 127.0.0.1); the

@@ -6,16 +6,17 @@ import { runLogin } from '../../src/cli/commands/login.ts'
 import { readBootstrap } from '../../src/iam/bootstrap.ts'
 import { totpCode } from '../../src/iam/credentials/totp.ts'
 import { type Harness, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 /** `dflare login` against the bootstrapped platform realm, as the first admin (MFA enrolment). */
-describe('dflare login (code + PKCE via loopback)', () => {
+describe('dflare login (code + PKCE via loopback)', { skip: browserSkip }, () => {
   let h: Harness
   let browser: Browser
   before(async () => {
     h = await startHarness()
     process.env.DFLARE_HOME = h.home
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      executablePath: chromiumPath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     })
   })

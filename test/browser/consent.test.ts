@@ -6,19 +6,20 @@ import { createClient } from '../../src/iam/admin/clients.ts'
 import { createRealm } from '../../src/iam/admin/realms.ts'
 import { createUser } from '../../src/iam/admin/users.ts'
 import { type Harness, OPERATOR, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 const REDIRECT = 'https://thirdparty.example/cb'
 const PASSWORD = 'correct horse battery staple'
 
 /** Third-party clients get a consent page; denying returns access_denied to the client. */
-describe('consent for third-party clients', () => {
+describe('consent for third-party clients', { skip: browserSkip }, () => {
   let h: Harness
   let browser: Browser
   let config: client.Configuration
   before(async () => {
     h = await startHarness()
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      executablePath: chromiumPath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     })
     await createRealm(h.iam.admin, OPERATOR, { id: 'acme', mfaPolicy: 'none' })

@@ -9,13 +9,14 @@ import { createUser } from '../../src/iam/admin/users.ts'
 import { totpCode } from '../../src/iam/credentials/totp.ts'
 import { ACR_MFA } from '../../src/iam/provider.ts'
 import { type Harness, OPERATOR, rejectsWith, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 const REDIRECT = 'https://rp.example/cb'
 const PASSWORD = 'correct horse battery staple'
 
 async function launch(): Promise<Browser> {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    executablePath: chromiumPath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   })
 }
@@ -40,7 +41,7 @@ async function signIn(page: Page, username: string, password: string) {
   await page.click('button[type=submit]')
 }
 
-describe('browser login: code + PKCE, password + TOTP', () => {
+describe('browser login: code + PKCE, password + TOTP', { skip: browserSkip }, () => {
   let h: Harness
   let browser: Browser
   let config: client.Configuration

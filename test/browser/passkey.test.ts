@@ -13,6 +13,7 @@ import { createRealm } from '../../src/iam/admin/realms.ts'
 import { createUser } from '../../src/iam/admin/users.ts'
 import { ACR_MFA } from '../../src/iam/issuer.ts'
 import { type Harness, OPERATOR, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 const REDIRECT = 'https://rp.example/cb'
 const PASSWORD = 'correct horse battery staple'
@@ -22,7 +23,9 @@ const PASSWORD = 'correct horse battery staple'
  * DevTools Protocol (CTAP2, internal transport, user verification) runs the page's own script
  * against the server, on `localhost` (browsers refuse an IP address as RP ID).
  */
-describe('browser: passkey enrolment at first login, then password + passkey', () => {
+describe('browser: passkey enrolment at first login, then password + passkey', {
+  skip: browserSkip,
+}, () => {
   let h: Harness
   let browser: Browser
   let context: BrowserContext
@@ -35,7 +38,7 @@ describe('browser: passkey enrolment at first login, then password + passkey', (
   before(async () => {
     h = await startHarness({}, { host: 'localhost' })
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      executablePath: chromiumPath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     })
     await createRealm(h.iam.admin, OPERATOR, { id: 'acme', mfaPolicy: 'everyone' })

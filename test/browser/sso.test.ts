@@ -9,18 +9,19 @@ import { createRealm } from '../../src/iam/admin/realms.ts'
 import { createUser, listUsers } from '../../src/iam/admin/users.ts'
 import { ACR_FED } from '../../src/iam/provider.ts'
 import { type Harness, OPERATOR, startHarness } from '../iam/harness.ts'
+import { browserSkip, chromiumPath } from './chromium.ts'
 
 const REDIRECT = 'https://rp.example/cb'
 const PASSWORD = 'upstream pass phrase'
 
 /** Realm `acme` trusts realm `corp` of the same server as its upstream IdP: a real OIDC flow. */
-describe('SSO federation with a second realm as the upstream IdP', () => {
+describe('SSO federation with a second realm as the upstream IdP', { skip: browserSkip }, () => {
   let h: Harness
   let browser: Browser
   before(async () => {
     h = await startHarness()
     browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      executablePath: chromiumPath,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     })
     await createRealm(h.iam.admin, OPERATOR, { id: 'corp', mfaPolicy: 'none' })
