@@ -80,11 +80,14 @@ describe('audit sequencer: queue → Merkle log', () => {
     await assert.rejects(sequencer(crashing).drain(), /crashed before COMMIT/)
     assert.equal(await queued(f.db, 'seq-fail'), 120)
     assert.deepEqual(await integrated(f.db, 'seq-fail'), [])
+    // Verification says what it could not cover yet.
+    assert.equal((await verifyDatabase(f.db, { logs: ['seq-fail'] })).queued, 120)
     await sequencer(f.db, 50).drain() // three transactions: 50 + 50 + 20
     assert.equal(await queued(f.db, 'seq-fail'), 0)
     assert.deepEqual(await integrated(f.db, 'seq-fail'), ids)
     const report = await verifyDatabase(f.db, { logs: ['seq-fail'] })
     assert.ok(report.ok, JSON.stringify(report))
+    assert.equal(report.queued, 0)
   })
 
   it('only the sequencer role may take events off the queue', async () => {
