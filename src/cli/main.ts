@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../core/config/index.ts'
+import { DataDirLocked } from '../core/db/index.ts'
 import { registerAudit } from './commands/audit.ts'
 import { registerAuthz } from './commands/authz.ts'
 import { registerConfig } from './commands/config.ts'
@@ -47,6 +48,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof ConfigError) {
       process.stderr.write(`dflare: configuration error: ${err.message}\n`)
+      return EXIT.usage
+    }
+    if (err instanceof DataDirLocked) {
+      // The embedded database is another process's (a running `dflare up`): never opened twice.
+      process.stderr.write(`dflare: ${err.message}\n`)
       return EXIT.usage
     }
     if (err instanceof CliError) {

@@ -14,14 +14,7 @@ import { authzInternalApi } from '../authz/internal.ts'
 import { StoreWriter } from '../authz/writer.ts'
 import { systemClock } from '../core/clock.ts'
 import { ConfigError } from '../core/config/index.ts'
-import {
-  DataDirLocked,
-  type Db,
-  lockDataDir,
-  migrate,
-  openDb,
-  pendingMigrations,
-} from '../core/db/index.ts'
+import { DataDirLocked, type Db, migrate, openDb, pendingMigrations } from '../core/db/index.ts'
 import { createMetrics } from '../core/metrics.ts'
 import { openObjectStore } from '../core/objects/index.ts'
 import { createGateway } from '../gateway/component.ts'
@@ -78,24 +71,16 @@ function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, '')
 }
 
-async function openDatabase(config: Config): Promise<{ db: Db; release(): void }> {
-  if (config.core.databaseUrl) {
-    const db = await openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
-    return { db, release: () => {} }
-  }
+async function openDatabase(config: Config): Promise<Db> {
+  if (config.core.databaseUrl)
+    return openDb({ kind: 'postgres', url: config.core.databaseUrl.toString() })
   const dataDir = join(config.core.home, 'data')
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  let release: () => void
   try {
-    release = lockDataDir(dataDir)
+    // The embedded database stays locked to this process until it is closed.
+    return await openDb({ kind: 'pglite', dataDir })
   } catch (err) {
     if (err instanceof DataDirLocked) throw new ConfigError(`DFLARE_HOME (home): ${err.message}`)
-    throw err
-  }
-  try {
-    return { db: await openDb({ kind: 'pglite', dataDir }), release }
-  } catch (err) {
-    release()
     throw err
   }
 }
@@ -120,12 +105,11 @@ export async function createControlPlane(
   const minVersion = config.server.tlsMinVersion
 
   await mkdir(config.core.home, { recursive: true, mode: 0o700 })
-  const { db, release } = await openDatabase(config)
+  const db = await openDatabase(config)
   const cleanups: (() => unknown)[] = []
   const failed = async (err: unknown): Promise<never> => {
     for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {})
     await db.close().catch(() => {})
-    release()
     throw err
   }
 
@@ -376,7 +360,6 @@ export async function createControlPlane(
         peers.close()
         await runtime.objects.close?.()
         await db.close()
-        release()
       },
     }
     return plane

@@ -11,7 +11,7 @@ import { auditMigrations } from '../../src/audit/migrations.ts'
 import { openCheckpoint } from '../../src/audit/note.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
 import { ManualClock } from '../../src/core/clock.ts'
-import { type Db, migrate, openDb } from '../../src/core/db/index.ts'
+import { type Db, lockDataDir, migrate, openDb } from '../../src/core/db/index.ts'
 import { coreMigrations } from '../../src/core/migrations.ts'
 import { DirectoryObjectStore } from '../../src/core/objects/index.ts'
 import { freshDatabase, type TestDatabase, testDatabaseUrl } from '../support/db.ts'
@@ -60,6 +60,7 @@ async function withAudit<T>(
     )
     const out = await fn(audit, db)
     await audit.sink.close()
+    await audit.sequencer.stop()
     return out
   } finally {
     await db.close()
@@ -95,6 +96,26 @@ describe('dflare audit CLI and restarts', () => {
     const b = openCheckpoint(cp2.note, keys)
     assert.deepEqual([a.size, b.size], [300, 500])
     assert.ok(verifyConsistency(a.size, b.size, a.root, b.root, proof.proof.map(b64)))
+  })
+
+  it('never opens an embedded database another process is using (exit 2, nothing read)', {
+    skip: !!testDatabaseUrl && 'the embedded database only',
+  }, async () => {
+    // This test process stands for a running `dflare up`.
+    const release = lockDataDir(join(home, 'data'))
+    try {
+      for (const args of [
+        ['audit', 'query', '--json'],
+        ['audit', 'verify'],
+      ]) {
+        const r = await cli(...args)
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+        assert.match(r.stderr, new RegExp(`in use by process ${process.pid}`))
+        assert.equal(r.stdout, '')
+      }
+    } finally {
+      release()
+    }
   })
 
   it('verify exits 0 on a clean log, with a JSON report', async () => {

@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
+import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
 import { applyLocals, parseInt8 } from './postgres.ts'
 import type {
@@ -44,22 +45,34 @@ export class NestedQueryError extends Error {
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
   readonly #pg: PGlite
+  readonly #release: () => void
 
-  private constructor(pg: PGlite) {
+  private constructor(pg: PGlite, release: () => void) {
     this.#pg = pg
+    this.#release = release
   }
 
-  /** `dataDir` undefined means in memory (tests). */
+  /**
+   * `dataDir` undefined means in memory (tests). A data directory belongs to one process at a
+   * time, whoever opens it (the server, or a CLI command): it is locked until close(), and a
+   * directory in use throws DataDirLocked.
+   */
   static async open(dataDir?: string): Promise<PgliteDb> {
-    const pg = await PGlite.create({
-      dataDir,
-      parsers: {
-        [INT8_OID]: parseInt8,
-        // Match `pg`, which returns bytea as a Buffer.
-        [BYTEA_OID]: (text: string) => Buffer.from(text.slice(2), 'hex'),
-      },
-    })
-    return new PgliteDb(pg)
+    const release = dataDir ? lockDataDir(dataDir) : () => {}
+    try {
+      const pg = await PGlite.create({
+        dataDir,
+        parsers: {
+          [INT8_OID]: parseInt8,
+          // Match `pg`, which returns bytea as a Buffer.
+          [BYTEA_OID]: (text: string) => Buffer.from(text.slice(2), 'hex'),
+        },
+      })
+      return new PgliteDb(pg, release)
+    } catch (err) {
+      release()
+      throw err
+    }
   }
 
   query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
@@ -110,6 +123,10 @@ export class PgliteDb implements Db {
   }
 
   async close() {
-    if (!this.#pg.closed) await this.#pg.close()
+    try {
+      if (!this.#pg.closed) await this.#pg.close()
+    } finally {
+      this.#release()
+    }
   }
 }
