@@ -202,7 +202,7 @@ export class EntityCache {
   async sync(): Promise<boolean> {
     if (!this.#listening) return false
     if (this.consistency === 'notify') return true
-    const current = await revisionsOf(this.#db).current('authz')
+    const current = await revisionsOf(this.#db).current('authz', this.#applied)
     if (!(await this.#applied.reached(current, NOTIFY_WAIT_MS))) {
       // The notifications did not arrive in time: an empty cache is as new as `current`.
       this.#dropAll()

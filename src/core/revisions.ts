@@ -1,5 +1,102 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Db } from './db/index.ts'
+import {
+  enterPiggybackScope,
+  offerPiggyback,
+  type Piggyback,
+  withdrawPiggyback,
+} from './db/piggyback.ts'
 import { FreshRead } from './fresh-read.ts'
+
+/**
+ * An optimistic request (optimistic concurrency control over the caches). Its checks use the
+ * in-memory caches as they are, without first reading the database's revisions, and note the
+ * revision each cache had applied (`assume`). Before anything leaves, `validate` compares those
+ * with the database's current revisions — read in the same round trip as the BEGIN of the
+ * request's first transaction when possible (piggyback), else on its own. Equal revisions mean
+ * the caches held exactly the database's state at that moment, which is after the request
+ * arrived: the checks were as fresh as the strict path's. Any difference (or any error) fails
+ * validation, and the caller redoes every check strictly (`strict()`) before answering.
+ */
+export class OptimisticRequest {
+  readonly #assumed = new Map<string, Set<number>>()
+  #revisions: Revisions | undefined
+  #active = true
+  #offer: Piggyback | undefined
+  #observed: Promise<Map<string, number>> | undefined
+
+  get active() {
+    return this.#active
+  }
+
+  /** From now on every check reads the database's revisions first (the strict path). */
+  strict() {
+    this.#active = false
+  }
+
+  assume(revisions: Revisions, name: string, applied: number) {
+    this.#revisions = revisions
+    let values = this.#assumed.get(name)
+    if (!values) {
+      values = new Set()
+      this.#assumed.set(name, values)
+    }
+    values.add(applied)
+  }
+
+  /** Asks the next transaction of this request to read the revisions along with its BEGIN. */
+  piggyback() {
+    const revisions = this.#revisions
+    if (!revisions || this.#observed) return
+    let deliver!: (m: Map<string, number>) => void
+    let fail!: (err: unknown) => void
+    const observed = new Promise<Map<string, number>>((res, rej) => {
+      deliver = res
+      fail = rej
+    })
+    observed.catch(() => {})
+    const offer: Piggyback = {
+      sql: revisions.sql(),
+      deliver: (row) => deliver(revisions.parse(row)),
+      fail: (err) => fail(err),
+    }
+    if (offerPiggyback(offer)) {
+      this.#offer = offer
+      this.#observed = observed
+    }
+  }
+
+  /**
+   * True when every cache the request used held the revision the database holds now. Reads the
+   * revisions itself unless a transaction of the request already did (piggyback).
+   */
+  async validate(): Promise<boolean> {
+    const revisions = this.#revisions
+    if (!revisions) return true // no cache was consulted
+    // No transaction took the offer (the handler did not begin one): read now instead.
+    if (this.#offer && withdrawPiggyback(this.#offer)) this.#observed = undefined
+    this.#offer = undefined
+    let current: Map<string, number>
+    try {
+      current = await (this.#observed ?? revisions.readNow())
+    } catch {
+      return false
+    }
+    for (const [name, values] of this.#assumed)
+      if (values.size !== 1 || !values.has(current.get(name) ?? Number.NaN)) return false
+    return true
+  }
+}
+
+const optimistic = new AsyncLocalStorage<OptimisticRequest>()
+
+/** Serves the rest of the current asynchronous context optimistically (see OptimisticRequest). */
+export function enterOptimistic(): OptimisticRequest {
+  const request = new OptimisticRequest()
+  optimistic.enterWith(request)
+  enterPiggybackScope()
+  return request
+}
 
 /**
  * The change revisions of the modules that keep in-memory state in step with the database (the
@@ -20,11 +117,21 @@ export class Revisions {
   /** `sql` returns one row with one integer column: the module's current revision. */
   register(name: string, sql: string) {
     if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`invalid revision name ${name}`)
+    if (sql.includes(';')) throw new Error('a revision source must be one statement')
     this.#sources.set(name, sql)
   }
 
-  /** The module's revision, read no earlier than the caller may need (see FreshRead). */
-  async current(name: string): Promise<number> {
+  /**
+   * The module's revision, read no earlier than the caller may need (see FreshRead). In an
+   * optimistic request, a cache passing what it has `applied` gets that back, noted for
+   * validation (the request is then checked against the caller's own cache state).
+   */
+  async current(name: string, applied?: AppliedRevision): Promise<number> {
+    const o = optimistic.getStore()
+    if (o?.active && applied && this.#sources.has(name)) {
+      o.assume(this, name, applied.value)
+      return applied.value
+    }
     let all = await this.#fresh.read()
     // Registered after that read started: read again, now.
     if (!all.has(name)) all = await this.#fresh.readNew()
@@ -33,13 +140,26 @@ export class Revisions {
     return revision
   }
 
+  /** Every registered revision in one SELECT (no parameters, one row). */
+  sql(): string {
+    return `SELECT ${[...this.#sources].map(([n, sql]) => `(${sql}) AS ${n}`).join(', ')}`
+  }
+
+  parse(row: Record<string, unknown> | undefined): Map<string, number> {
+    return new Map([...this.#sources.keys()].map((n) => [n, Number(row?.[n] ?? 0)]))
+  }
+
+  /** The revisions read now, not shared with anyone (validation of an optimistic request). */
+  async readNow(): Promise<Map<string, number>> {
+    if (this.#sources.size === 0) return new Map()
+    const { rows } = await this.#db.query(this.sql())
+    return this.parse(rows[0])
+  }
+
   async #readAll(): Promise<Map<string, number>> {
-    const names = [...this.#sources.keys()]
-    if (names.length === 0) return new Map()
-    const { rows } = await this.#db.query<Record<string, number | null>>(
-      `SELECT ${names.map((n) => `(${this.#sources.get(n)}) AS ${n}`).join(', ')}`,
-    )
-    return new Map(names.map((n) => [n, Number(rows[0]?.[n] ?? 0)]))
+    if (this.#sources.size === 0) return new Map()
+    const { rows } = await this.#db.query(this.sql())
+    return this.parse(rows[0])
   }
 }
 

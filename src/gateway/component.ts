@@ -1,5 +1,6 @@
 import type { TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
+import { Counter } from 'prom-client'
 import type { Pdp } from '../authz/contract.ts'
 import type { Component, Runtime } from '../server/component.ts'
 import type { TokenAuthority } from './authenticate.ts'
@@ -20,6 +21,11 @@ const MINUTE = 60_000
 /** The policy enforcement point in front of every /api/v1 route. */
 export function createGateway(rt: Runtime, wiring: GatewayWiring): Component {
   const s = rt.config.gateway
+  const retries = new Counter({
+    name: 'dflare_gateway_optimistic_retries_total',
+    help: 'Optimistic reads whose checks used state older than the database and were redone strictly',
+    registers: [rt.metrics],
+  })
   return {
     name: 'gateway',
     routes: (app: FastifyInstance) =>
@@ -33,6 +39,8 @@ export function createGateway(rt: Runtime, wiring: GatewayWiring): Component {
           pdp: wiring.pdp,
           tenantExists: wiring.tenantExists,
           identifyPeer: wiring.identifyPeer,
+          optimisticReads: s.optimisticReads,
+          onOptimisticRetry: () => retries.inc(),
           limits: {
             perPrincipal: { max: s.principalRate, windowMs: MINUTE },
             perTenant: { max: s.tenantRate, windowMs: MINUTE },

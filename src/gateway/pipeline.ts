@@ -9,6 +9,7 @@ import type { Db } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
 import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { enterRequest } from '../core/fresh-read.ts'
+import { enterOptimistic, type OptimisticRequest } from '../core/revisions.ts'
 import { outboundTraceparent } from '../server/observability.ts'
 import { sendProblem, toProblem } from '../server/problem-handler.ts'
 import { authenticateBearer, PLATFORM_REALM, type TokenAuthority } from './authenticate.ts'
@@ -37,12 +38,18 @@ export interface GatewayDeps {
   limits: RateLimits
   /** Service identity from a verified mTLS client certificate (set when the PKI is enabled). */
   identifyPeer?(socket: TLSSocket): Principal | undefined
+  /** Serve reads optimistically (default true); false checks the revisions first, like writes. */
+  optimisticReads?: boolean
+  /** Told when an optimistic read failed validation and was redone strictly (a metric). */
+  onOptimisticRetry?(): void
 }
 
 interface RequestState {
   route: AnyApiRoute
   started: number
   tenant: string
+  /** Set for reads served optimistically (validated before the response leaves). */
+  optimistic?: OptimisticRequest
   principal?: Principal
   resource?: ResourceRef
   decision?: { determining: string[]; reason: string }
@@ -162,6 +169,71 @@ export async function registerApi(
         }
       }
 
+      /** Who is calling: a verified mTLS service identity or a bearer token (401 otherwise). */
+      const authenticate = async (request: FastifyRequest) => {
+        const s = request.dflare!
+        const now = Math.floor(deps.clock.now().getTime() / 1000)
+        s.principal =
+          deps.identifyPeer?.(request.raw.socket as TLSSocket) ??
+          (await authenticateBearer(
+            deps.authority,
+            request.headers.authorization,
+            s.tenant,
+            {
+              method: request.method,
+              url: `${request.protocol}://${request.host}${request.url.split('?')[0]}`,
+              dpop: typeof request.headers.dpop === 'string' ? request.headers.dpop : undefined,
+              clientCertSha256: clientCertSha256(request),
+              remember: (jti, exp) => dpopReplay.add(jti, exp),
+              now,
+            },
+            now,
+          ))
+      }
+
+      /** Tenant, resource and the PDP's decision (404 / 403 otherwise). */
+      const authorize = async (request: FastifyRequest) => {
+        const s = request.dflare!
+        const principal = s.principal!
+        // A tenant principal never learns whether another tenant or its resources exist.
+        if (principal.realm !== PLATFORM_REALM && principal.realm !== s.tenant)
+          throw problems.notFound()
+        if (!(await deps.tenantExists(s.tenant))) throw problems.notFound()
+        const found = await s.route.resource({
+          params: request.params,
+          query: request.query,
+          body: request.body,
+          tenant: s.tenant,
+          principal,
+        })
+        if (!found || found.tenant !== s.tenant) throw problems.notFound()
+        s.resource = found
+        const decision = await deps.pdp.decide(
+          authorizationRequest(principal, s.route.action, found, request.ip),
+        )
+        s.decision = decision
+        if (decision.decision !== 'allow')
+          throw problems.forbidden(decision.reason, { policies: decision.determining })
+      }
+
+      /**
+       * Runs a check; when it refuses an optimistic request, runs it again strictly, so that a
+       * refusal is only ever given on fresh state (a cache behind a grant must not deny).
+       */
+      const refusedOnlyWhenFresh = async (
+        request: FastifyRequest,
+        check: (request: FastifyRequest) => Promise<void>,
+      ) => {
+        try {
+          await check(request)
+        } catch (err) {
+          const o = request.dflare?.optimistic
+          if (!o?.active) throw err
+          o.strict()
+          await check(request)
+        }
+      }
+
       // Every failure (401, 403, 404, 400, 429, 5xx) is audited before the problem is sent.
       api.setErrorHandler(async (err, request, reply) => {
         let problem =
@@ -210,30 +282,17 @@ export async function registerApi(
             // Everything this request checks (revocations, realm state, authorization) need be
             // no older than its arrival: checks can share reads that started after it.
             enterRequest(request.dflare.started)
+            // Reads are served optimistically: their checks use the caches without a revision
+            // read, validated before the response leaves (core/revisions.ts). Writes check first.
+            if (!write && deps.optimisticReads !== false)
+              request.dflare.optimistic = enterOptimistic()
             // Calls to other components on its behalf carry its correlation id and trace.
             enterOutboundContext({
               correlationId: request.id,
               traceparent: () => outboundTraceparent(request),
             })
-            const now = Math.floor(deps.clock.now().getTime() / 1000)
             try {
-              request.dflare.principal =
-                deps.identifyPeer?.(request.raw.socket as TLSSocket) ??
-                (await authenticateBearer(
-                  deps.authority,
-                  request.headers.authorization,
-                  tenant,
-                  {
-                    method: request.method,
-                    url: `${request.protocol}://${request.host}${request.url.split('?')[0]}`,
-                    dpop:
-                      typeof request.headers.dpop === 'string' ? request.headers.dpop : undefined,
-                    clientCertSha256: clientCertSha256(request),
-                    remember: (jti, exp) => dpopReplay.add(jti, exp),
-                    now,
-                  },
-                  now,
-                ))
+              await refusedOnlyWhenFresh(request, authenticate)
             } catch (err) {
               // `isAllowed` only means allow-listed; `isExceeded` is the verdict.
               const verdict = await anonymousLimit(request)
@@ -243,32 +302,12 @@ export async function registerApi(
             }
           },
           preHandler: async (request) => {
-            const s = request.dflare!
-            const principal = s.principal!
             for (const limit of [principalLimit, tenantLimit]) {
               const verdict = await limit(request)
               if (!verdict.isAllowed && verdict.isExceeded)
                 throw problems.tooManyRequests(Math.max(1, verdict.ttlInSeconds))
             }
-            // A tenant principal never learns whether another tenant or its resources exist.
-            if (principal.realm !== PLATFORM_REALM && principal.realm !== s.tenant)
-              throw problems.notFound()
-            if (!(await deps.tenantExists(s.tenant))) throw problems.notFound()
-            const found = await route.resource({
-              params: request.params,
-              query: request.query,
-              body: request.body,
-              tenant: s.tenant,
-              principal,
-            })
-            if (!found || found.tenant !== s.tenant) throw problems.notFound()
-            s.resource = found
-            const decision = await deps.pdp.decide(
-              authorizationRequest(principal, route.action, found, request.ip),
-            )
-            s.decision = decision
-            if (decision.decision !== 'allow')
-              throw problems.forbidden(decision.reason, { policies: decision.determining })
+            await refusedOnlyWhenFresh(request, authorize)
           },
           handler: async (request, reply) => {
             const s = request.dflare!
@@ -299,7 +338,22 @@ export async function registerApi(
             })
             let result: ApiResult
             if (!write) {
+              const o = s.optimistic
+              o?.piggyback() // the handler's first transaction reads the revisions with its BEGIN
               result = await route.handler({ ...base, tx: undefined })
+              if (o?.active && !(await o.validate())) {
+                // A cache was behind the database: redo every check strictly, then the read.
+                o.strict()
+                deps.onOptimisticRetry?.()
+                await authenticate(request)
+                await authorize(request)
+                result = await route.handler({
+                  ...base,
+                  principal: s.principal!,
+                  resource: s.resource!,
+                  tx: undefined,
+                })
+              }
               await record(request, audited(result, result.status ?? 200), result.status ?? 200)
             } else {
               const key = parseIdempotencyKey(request.headers['idempotency-key'])

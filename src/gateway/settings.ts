@@ -25,4 +25,12 @@ export const gatewaySettings = defineSettings({
     default: 120,
     parse: parse.int(1, 1_000_000),
   },
+  optimisticReads: {
+    env: 'DFLARE_GATEWAY_OPTIMISTIC_READS',
+    key: 'gateway.optimisticReads',
+    doc: 'Serve reads optimistically: their checks use the in-memory state without first reading its revision, validated before the response leaves (a stale check is redone strictly). false reads the revision first, as writes always do.',
+    allowed: 'true or false',
+    default: true,
+    parse: parse.bool(),
+  },
 })

@@ -89,7 +89,7 @@ export class GatewayState {
    */
   async sync(): Promise<boolean> {
     if (!this.#ready) return false
-    const current = await revisionsOf(this.#db).current('iam')
+    const current = await revisionsOf(this.#db).current('iam', this.#applied)
     this.#prune()
     if (!(await this.#applied.reached(current, NOTIFY_WAIT_MS))) this.#reload()
     return this.#ready

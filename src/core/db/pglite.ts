@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
+import { takePiggyback } from './piggyback.ts'
 import { applyLocals, parseInt8 } from './postgres.ts'
 import type {
   Db,
@@ -85,7 +86,8 @@ export class PgliteDb implements Db {
     options: TransactionOptions = {},
   ): Promise<T> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
-    return this.#pg.transaction((inner) =>
+    const piggyback = takePiggyback()
+    const done = this.#pg.transaction((inner) =>
       insideTransaction.run(true, async () => {
         const issued = new Set<Promise<unknown>>()
         const track = <P extends Promise<unknown>>(p: P): P => {
@@ -102,6 +104,16 @@ export class PgliteDb implements Db {
           await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
         }
         if (options.readOnly) await tx.query('SET TRANSACTION READ ONLY')
+        if (piggyback) {
+          try {
+            const { rows } = await tx.query(piggyback.sql)
+            if (!rows[0]) throw new Error('the piggybacked read returned no row')
+            piggyback.deliver(rows[0])
+          } catch (err) {
+            piggyback.fail(err)
+            throw err
+          }
+        }
         await applyLocals(tx, options)
         const result = await fn(tx)
         // Statements the caller did not wait for must succeed before the commit.
@@ -109,6 +121,9 @@ export class PgliteDb implements Db {
         return result
       }),
     )
+    // No-op once delivered; otherwise the reader learns the transaction never got that far.
+    if (piggyback) done.catch((err) => piggyback.fail(err))
+    return done
   }
 
   async listen(channel: string, handler: NotificationHandler) {

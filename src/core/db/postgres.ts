@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream'
 import pg from 'pg'
 import { assertIdentifier } from './names.ts'
+import { takePiggyback } from './piggyback.ts'
 import {
   type Db,
   LISTENER_LOST,
@@ -51,7 +52,10 @@ const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
  * right behind it (on a pipelined connection, before anything the caller sends). Throws on a
  * role name that is not a plain identifier.
  */
-export function beginStatements(options: TransactionOptions = {}): {
+export function beginStatements(
+  options: TransactionOptions = {},
+  piggyback?: string,
+): {
   text: string
   params: [string, string][]
 } {
@@ -59,6 +63,11 @@ export function beginStatements(options: TransactionOptions = {}): {
   const statements = [
     `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}${options.readOnly ? ' READ ONLY' : ''}`,
   ]
+  // A piggybacked read (core/db/piggyback.ts) runs right after BEGIN, as the connecting user.
+  if (piggyback !== undefined) {
+    if (piggyback.includes(';')) throw new Error('a piggybacked read must be one statement')
+    statements.push(piggyback)
+  }
   if (options.role) statements.push(`SET LOCAL ROLE ${assertIdentifier('role', options.role)}`)
   const params: [string, string][] = []
   const inline: string[] = []
@@ -128,8 +137,16 @@ export class PostgresDb implements Db {
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    const begin = beginStatements(options) // validates before a connection is taken
-    const client = await this.#pool.connect()
+    const piggyback = takePiggyback()
+    let begin: ReturnType<typeof beginStatements>
+    let client: pg.PoolClient
+    try {
+      begin = beginStatements(options, piggyback?.sql) // validates before a connection is taken
+      client = await this.#pool.connect()
+    } catch (err) {
+      piggyback?.fail(err)
+      throw err
+    }
     const issued = new Set<Promise<unknown>>()
     const track = <P extends Promise<unknown>>(p: P): P => {
       issued.add(p)
@@ -179,7 +196,19 @@ export class PostgresDb implements Db {
     try {
       // With pipelineBegin, BEGIN and the first statement leave in one write.
       batch()
-      const sent = [run(client, begin.text)]
+      const opened = client.query(begin.text) as unknown as Promise<
+        pg.QueryResult | pg.QueryResult[]
+      >
+      if (piggyback)
+        opened.then(
+          (results) => {
+            const row = (Array.isArray(results) ? results[1] : undefined)?.rows[0]
+            if (row) piggyback.deliver(row)
+            else piggyback.fail(new Error('the piggybacked read returned no row'))
+          },
+          (err) => piggyback.fail(err),
+        )
+      const sent: Promise<unknown>[] = [opened]
       for (const [name, value] of begin.params)
         sent.push(run(client, 'SELECT set_config($1, $2, true)', [name, value]))
       begun = Promise.all(sent)
@@ -196,6 +225,7 @@ export class PostgresDb implements Db {
       if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`)
       return result
     } catch (err) {
+      piggyback?.fail(err) // no-op once delivered
       try {
         await client.query('ROLLBACK')
       } catch {

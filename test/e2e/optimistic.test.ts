@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { Revisions } from '../../src/core/revisions.ts'
+import { httpsRequest } from '../support/https.ts'
+import { startTestServer, type TestServer } from '../support/server.ts'
+
+const TENANT = 'opt'
+
+/**
+ * Reads are served optimistically: the gateway's checks use the in-memory IAM and authz state
+ * without first reading the revisions, and the request's first transaction validates them with
+ * its BEGIN. These tests make the in-memory state stale on purpose — a change committed without
+ * its notification, so the cache never hears of it — and check that no stale answer leaves.
+ */
+for (const optimistic of [true, false])
+  describe(`gateway reads with DFLARE_GATEWAY_OPTIMISTIC_READS=${optimistic}`, () => {
+    let server: TestServer
+    let admin: string
+    let token: string
+    let accountSecret: string
+
+    const call = (method: string, path: string, bearer: string, body?: unknown) =>
+      httpsRequest(new URL(path, server.url), {
+        method,
+        ca: server.caPem,
+        headers: {
+          authorization: `Bearer ${bearer}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+    const list = () => call('GET', `/api/v1/tenants/${TENANT}/clusters`, token)
+
+    async function clientCredentials(issuer: string, clientId: string, secret: string) {
+      const discovery = await httpsRequest(`${issuer}/.well-known/openid-configuration`, {
+        ca: server.caPem,
+      })
+      const r = await httpsRequest(discovery.json().token_endpoint as string, {
+        method: 'POST',
+        ca: server.caPem,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
+        },
+        body: 'grant_type=client_credentials&scope=api',
+      })
+      assert.equal(r.status, 200, r.body)
+      return r.json().access_token as string
+    }
+
+    const binding = {
+      principal: { type: 'ServiceAccount', id: 'opt-client' },
+      role: 'viewer',
+      scope: { type: 'Tenant' },
+    }
+
+    /** A committed change the caches are never told about (no NOTIFY): they stay behind. */
+    async function silently(sql: string, params: unknown[] = []) {
+      await server.plane.runtime.db.transaction(async (tx) => {
+        await tx.query('UPDATE authz.state SET revision = revision + 1 WHERE singleton')
+        if (sql) await tx.query(sql, params as never)
+      })
+    }
+
+    async function retries(): Promise<number> {
+      const m = await server.plane.runtime.metrics.getSingleMetric(
+        'dflare_gateway_optimistic_retries_total',
+      )
+      return (await m!.get()).values[0]?.value ?? 0
+    }
+
+    async function auditOf(correlationId: string) {
+      const r = await call('GET', `/api/v1/audit/events?correlationId=${correlationId}`, admin)
+      assert.equal(r.status, 200, r.body)
+      return r.json().events as { event: { outcome: string; action: string } }[]
+    }
+
+    before(async () => {
+      server = await startTestServer({ DFLARE_GATEWAY_OPTIMISTIC_READS: String(optimistic) })
+      const boot = JSON.parse(await readFile(join(server.home, 'bootstrap.json'), 'utf8'))
+      admin = await clientCredentials(boot.issuer, boot.client_id, boot.client_secret)
+      assert.equal((await call('POST', '/api/v1/tenants', admin, { id: TENANT })).status, 201)
+      const account = await call('POST', `/api/v1/tenants/${TENANT}/service-accounts`, admin, {
+        clientId: 'opt-client',
+        name: 'opt',
+      })
+      assert.equal(account.status, 201, account.body)
+      accountSecret = account.json().clientSecret
+      const bound = await call('POST', `/api/v1/tenants/${TENANT}/role-bindings`, admin, binding)
+      assert.equal(bound.status, 201, bound.body)
+      token = await clientCredentials(
+        boot.issuer.replace(/\/realms\/platform$/, `/realms/${TENANT}`),
+        'opt-client',
+        accountSecret,
+      )
+    })
+    after(() => server.close())
+
+    it('steady state: reads are validated along with their own transaction, no retry', async () => {
+      const before = await retries()
+      // Count the revision reads made on their own (not piggybacked on a BEGIN).
+      const readNow = Revisions.prototype.readNow
+      let ownReads = 0
+      Revisions.prototype.readNow = function (this: Revisions) {
+        ownReads++
+        return readNow.call(this)
+      }
+      try {
+        for (let i = 0; i < 5; i++) assert.equal((await list()).status, 200)
+      } finally {
+        Revisions.prototype.readNow = readNow
+      }
+      assert.equal(await retries(), before)
+      assert.equal(ownReads, 0, 'validated by the piggybacked read')
+    })
+
+    it('a cache behind an unrelated change: the read is redone strictly and still answered', async () => {
+      const before = await retries()
+      await silently('')
+      assert.equal((await list()).status, 200)
+      assert.equal(await retries(), before + (optimistic ? 1 : 0))
+    })
+
+    it('a cache behind a removed role binding: no stale allow, the denial is audited once', async () => {
+      assert.equal((await list()).status, 200)
+      const before = await retries()
+      await silently(
+        `DELETE FROM authz.role_bindings WHERE tenant = $1 AND principal_type = 'ServiceAccount'
+           AND principal_id = 'opt/opt-client'`,
+        [TENANT],
+      )
+      const r = await list()
+      assert.equal(r.status, 403, r.body)
+      assert.ok(!r.body.includes('"items"'), 'no data in the refusal')
+      assert.equal(await retries(), before + (optimistic ? 1 : 0))
+      const events = await auditOf(r.headers['x-correlation-id'] as string)
+      assert.deepEqual(
+        events.map((e) => [e.event.action, e.event.outcome]),
+        [['cluster.list', 'denied']],
+      )
+    })
+
+    it('a cache behind a new role binding: the read is allowed (a refusal is only given on fresh state)', async () => {
+      await server.plane.runtime.db.transaction(async (tx) => {
+        await tx.query('UPDATE authz.state SET revision = revision + 1 WHERE singleton')
+        await tx.query(
+          `INSERT INTO authz.role_bindings (tenant, principal_type, principal_id, role, scope_type, scope_id)
+           VALUES ($1, 'ServiceAccount', 'opt/opt-client', 'viewer', 'Tenant', $1)`,
+          [TENANT],
+        )
+      })
+      const r = await list()
+      assert.equal(r.status, 200, r.body)
+    })
+
+    it('a cache behind a revoked token: refused with 401, nothing of the tenant in the answer', async () => {
+      assert.equal((await list()).status, 200)
+      const before = await retries()
+      const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti
+      // The revocation commits with its triggers (and so its NOTIFY) switched off.
+      await server.plane.runtime.db.transaction(async (tx) => {
+        await tx.query('SET LOCAL session_replication_role = replica')
+        await tx.query('UPDATE iam.state SET revision = revision + 1 WHERE singleton')
+        await tx.query(
+          `INSERT INTO iam.revoked_tokens (jti, realm, expires_at)
+           VALUES ($1, $2, now() + interval '10 minutes')`,
+          [jti, TENANT],
+        )
+      })
+      const r = await list()
+      assert.equal(r.status, 401, r.body)
+      assert.ok(!r.body.includes('"items"'))
+      assert.equal(await retries(), before + (optimistic ? 1 : 0))
+    })
+  })
