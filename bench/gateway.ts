@@ -5,13 +5,13 @@
  *   `dflare_app` with `dflare.tenant` set, the same response schema) and nothing else, and
  * - `pipeline`: `GET /api/v1/tenants/bench/clusters?limit=10` through the full gateway: JWT
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
- *   limits, the PDP (strong consistency), the same read, and one audit event group-committed to
- *   the Merkle log before the response leaves.
+ *   limits, the PDP, all strongly consistent (optimistic: validated with the read's BEGIN), the
+ *   same read, and one audit event durably queued (group commit) before the response leaves.
  * autocannon drives each from this process over loopback, at each concurrency level in turn.
  * Server CPU per request (child process only; the database server is not included) is reported
  * as well: it is steadier than req/s on a shared machine.
  *
- *   npm run bench -- gateway --json [--seconds=8] [--connections=8,32] [--profile=DIR]
+ *   npm run bench -- gateway --json [--seconds=8] [--connections=2,4,8,32] [--profile=DIR]
  *
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
@@ -83,7 +83,7 @@ async function drive(
 
 export default async function (args: string[]) {
   const seconds = Number(arg(args, 'seconds') ?? 8)
-  const levels = (arg(args, 'connections') ?? '8,32').split(',').map(Number)
+  const levels = (arg(args, 'connections') ?? '2,4,8,32').split(',').map(Number)
   const profile = arg(args, 'profile')
   const databaseUrl = process.env.DFLARE_TEST_DATABASE_URL || process.env.DATABASE_URL
   const child = fork(new URL('./support/gateway-server.ts', import.meta.url), [], {
