@@ -40,6 +40,7 @@ export class AuditSequencer {
   #poll: NodeJS.Timeout | undefined
   #loop: Promise<void> | undefined
   #again = false
+  #stopped = false
   readonly #integrated: Counter | undefined
 
   constructor(options: SequencerOptions) {
@@ -68,7 +69,7 @@ export class AuditSequencer {
 
   /** Integrates what is queued, soon (after `delayMs`, so that one transaction takes many). */
   kick(delayMs = this.#o.delayMs) {
-    if (this.#timer) return
+    if (this.#timer || this.#stopped) return
     this.#timer = setTimeout(() => {
       this.#timer = undefined
       this.#again = true
@@ -87,8 +88,9 @@ export class AuditSequencer {
     while ((await this.#integrateExclusive()) === this.#o.batch);
   }
 
-  /** Stops the timers and integrates what is left. */
+  /** Stops the timers (later kicks are ignored) and integrates what is left. */
   async stop() {
+    this.#stopped = true
     if (this.#poll) clearInterval(this.#poll)
     if (this.#timer) clearTimeout(this.#timer)
     this.#poll = this.#timer = undefined

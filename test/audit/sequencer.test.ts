@@ -52,7 +52,9 @@ describe('audit sequencer: queue → Merkle log', () => {
   })
 
   it('a failed integration leaves every event queued; the next one integrates them in order', async () => {
-    // Queued by a sink that does not wake the fixture's sequencer.
+    // No background integration from here on (kicks of earlier tests included); queued by a
+    // sink that does not wake the fixture's sequencer.
+    await f.audit.sequencer.stop()
     const quiet = new AuditSink({
       db: f.db,
       clock: f.clock,
