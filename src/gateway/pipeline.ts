@@ -44,6 +44,8 @@ export interface GatewayDeps {
   onOptimisticRetry?(): void
 }
 
+type Step = 'authentication' | 'authorization'
+
 interface RequestState {
   route: AnyApiRoute
   started: number
@@ -216,26 +218,69 @@ export async function registerApi(
           throw problems.forbidden(decision.reason, { policies: decision.determining })
       }
 
+      /** Drops optimism and redoes every check up to `step` strictly (their refusals are final). */
+      const redoStrictly = async (request: FastifyRequest, step: Step) => {
+        request.dflare!.optimistic?.strict()
+        await authenticate(request)
+        if (step === 'authorization') await authorize(request)
+      }
+
       /**
-       * Runs a check; when it refuses an optimistic request, runs it again strictly, so that a
-       * refusal is only ever given on fresh state (a cache behind a grant must not deny).
+       * Runs one step's check; when it refuses an optimistic request, every check so far is redone
+       * strictly, so a refusal is only ever given on fresh state (a cache behind a grant must not
+       * deny, and a cache behind a revocation must not answer 404 instead of 401).
        */
-      const refusedOnlyWhenFresh = async (
-        request: FastifyRequest,
-        check: (request: FastifyRequest) => Promise<void>,
-      ) => {
+      const checked = async (request: FastifyRequest, step: Step) => {
         try {
-          await check(request)
+          await (step === 'authentication' ? authenticate : authorize)(request)
         } catch (err) {
-          const o = request.dflare?.optimistic
-          if (!o?.active) throw err
-          o.strict()
-          await check(request)
+          if (!request.dflare?.optimistic?.active) throw err
+          await redoStrictly(request, step)
         }
       }
 
+      /**
+       * Runs a read handler. An optimistic request is validated before its result (or its error)
+       * is used; when a cache was behind, every check is redone strictly and the handler again.
+       */
+      const readValidated = async (
+        request: FastifyRequest,
+        read: () => Promise<ApiResult>,
+      ): Promise<ApiResult> => {
+        const o = request.dflare!.optimistic
+        o?.piggyback() // the handler's first transaction reads the revisions with its BEGIN
+        let first: { value: ApiResult } | { err: unknown }
+        try {
+          first = { value: await read() }
+        } catch (err) {
+          first = { err }
+        }
+        if (o?.active && !(await o.validate())) {
+          deps.onOptimisticRetry?.()
+          await redoStrictly(request, 'authorization')
+          return read()
+        }
+        if ('err' in first) throw first.err
+        return first.value
+      }
+
       // Every failure (401, 403, 404, 400, 429, 5xx) is audited before the problem is sent.
-      api.setErrorHandler(async (err, request, reply) => {
+      api.setErrorHandler(async (error, request, reply) => {
+        let err: unknown = error
+        // An optimistic request's error (a 400, or the handler's own) only leaves once its checks
+        // are confirmed: when a cache was behind, they are redone strictly and their refusal wins.
+        const o = request.dflare?.optimistic
+        if (o?.active && request.dflare?.principal && !(await o.validate())) {
+          deps.onOptimisticRetry?.()
+          try {
+            await redoStrictly(
+              request,
+              request.dflare.resource ? 'authorization' : 'authentication',
+            )
+          } catch (refusal) {
+            err = refusal
+          }
+        }
         let problem =
           err instanceof AuditUnavailable
             ? problems.unavailable('The audit log is unavailable')
@@ -292,7 +337,7 @@ export async function registerApi(
               traceparent: () => outboundTraceparent(request),
             })
             try {
-              await refusedOnlyWhenFresh(request, authenticate)
+              await checked(request, 'authentication')
             } catch (err) {
               // `isAllowed` only means allow-listed; `isExceeded` is the verdict.
               const verdict = await anonymousLimit(request)
@@ -307,7 +352,7 @@ export async function registerApi(
               if (!verdict.isAllowed && verdict.isExceeded)
                 throw problems.tooManyRequests(Math.max(1, verdict.ttlInSeconds))
             }
-            await refusedOnlyWhenFresh(request, authorize)
+            await checked(request, 'authorization')
           },
           handler: async (request, reply) => {
             const s = request.dflare!
@@ -338,22 +383,14 @@ export async function registerApi(
             })
             let result: ApiResult
             if (!write) {
-              const o = s.optimistic
-              o?.piggyback() // the handler's first transaction reads the revisions with its BEGIN
-              result = await route.handler({ ...base, tx: undefined })
-              if (o?.active && !(await o.validate())) {
-                // A cache was behind the database: redo every check strictly, then the read.
-                o.strict()
-                deps.onOptimisticRetry?.()
-                await authenticate(request)
-                await authorize(request)
-                result = await route.handler({
+              result = await readValidated(request, () =>
+                route.handler({
                   ...base,
                   principal: s.principal!,
                   resource: s.resource!,
                   tx: undefined,
-                })
-              }
+                }),
+              )
               await record(request, audited(result, result.status ?? 200), result.status ?? 200)
             } else {
               const key = parseIdempotencyKey(request.headers['idempotency-key'])
