@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { Counter, type Registry } from 'prom-client'
 import type { Db } from '../core/db/index.ts'
 import { type Leaf, startAppendBatch } from './append.ts'
@@ -42,6 +43,13 @@ export class AuditSequencer {
   #again = false
   #stopped = false
   readonly #integrated: Counter | undefined
+  /**
+   * Runs a function in the context the sequencer was created in. Kicks come from inside callers'
+   * transactions and requests; background integration must not inherit those (on PGlite a
+   * transaction begun "inside" another one is refused, and a request's context carries its own
+   * state, see core/db/piggyback.ts).
+   */
+  readonly #detached = AsyncLocalStorage.snapshot()
 
   constructor(options: SequencerOptions) {
     this.#o = options
@@ -56,27 +64,33 @@ export class AuditSequencer {
 
   /** Starts the timer that picks up events queued by other processes. */
   start() {
-    this.#poll ??= setInterval(() => {
-      this.#o.db
-        .query('SELECT 1 FROM audit.queue LIMIT 1')
-        .then(({ rows }) => {
-          if (rows.length > 0) this.kick(0)
-        })
-        .catch(this.#o.onError)
-    }, this.#o.pollMs)
+    this.#poll ??= setInterval(() => this.#detached(() => this.#check()), this.#o.pollMs)
     this.#poll.unref()
+  }
+
+  #check() {
+    this.#o.db
+      .query('SELECT 1 FROM audit.queue LIMIT 1')
+      .then(({ rows }) => {
+        if (rows.length > 0) this.kick(0)
+      })
+      .catch(this.#o.onError)
   }
 
   /** Integrates what is queued, soon (after `delayMs`, so that one transaction takes many). */
   kick(delayMs = this.#o.delayMs) {
     if (this.#timer || this.#stopped) return
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined
-      this.#again = true
-      this.#loop ??= this.#run().finally(() => {
-        this.#loop = undefined
-      })
-    }, delayMs)
+    this.#timer = setTimeout(
+      () =>
+        this.#detached(() => {
+          this.#timer = undefined
+          this.#again = true
+          this.#loop ??= this.#run().finally(() => {
+            this.#loop = undefined
+          })
+        }),
+      delayMs,
+    )
     this.#timer.unref()
   }
 

@@ -51,6 +51,34 @@ describe('audit sequencer: queue → Merkle log', () => {
     assert.equal(await queued(f.db, 'seq-once'), 0)
   })
 
+  it('integrates in the background, even when kicked from inside a caller transaction', async () => {
+    const errors: unknown[] = []
+    const background = new AuditSequencer({
+      db: f.db,
+      batch: 100,
+      delayMs: 5,
+      pollMs: 1000,
+      onError: (err) => errors.push(err),
+    })
+    const sink = new AuditSink({
+      db: f.db,
+      clock: f.clock,
+      pseudonymizer: f.audit.pseudonymizer,
+      maxBatch: 100,
+      onQueued: () => background.kick(),
+    })
+    await f.db.transaction((tx) =>
+      sink.record(event(1, { tenant: 'seq-bg', correlationId: 'in-tx' }), tx),
+    )
+    await sink.record(event(2, { tenant: 'seq-bg', correlationId: 'group' }))
+    const deadline = Date.now() + 5000
+    while ((await integrated(f.db, 'seq-bg')).length < 2 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20))
+    await background.stop()
+    assert.deepEqual(errors, [])
+    assert.deepEqual(await integrated(f.db, 'seq-bg'), ['in-tx', 'group'])
+  })
+
   it('a failed integration leaves every event queued; the next one integrates them in order', async () => {
     // No background integration from here on (kicks of earlier tests included); queued by a
     // sink that does not wake the fixture's sequencer.
