@@ -77,6 +77,7 @@ export class Hierarchy implements EntityLookup {
       attrs: s.attrs,
       tags: s.tags,
       ancestors,
+      memo: undefined,
       complete: false,
     }
     this.#computed.set(key, entry)

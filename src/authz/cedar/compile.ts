@@ -25,6 +25,12 @@ export interface EntityData {
   /** Keys of every ancestor (transitive closure), not including the entity itself. */
   readonly ancestors: ReadonlySet<string>
   readonly tags: ReadonlyMap<string, Value>
+  /**
+   * The evaluator's memo of policies that apply to this entity, per policy index (policyset.ts).
+   * It lives on the entity's data because that object is replaced whenever the entity or its
+   * hierarchy changes, so a memo can never outlive what it was computed from.
+   */
+  memo?: unknown[] | undefined
 }
 
 export interface EntityLookup {

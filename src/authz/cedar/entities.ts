@@ -73,6 +73,7 @@ export function closeHierarchy(parsed: readonly Parsed[]): Map<string, EntityDat
       attrs: p.attrs,
       ancestors: ancestorsOf(p.uid.key, new Set()),
       tags: p.tags,
+      memo: undefined,
     })
   }
   return result

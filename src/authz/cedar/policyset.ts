@@ -281,13 +281,16 @@ class RequestLookup implements EntityLookup {
 
 /**
  * Policies filed under one scope slot, by entity key, with a memo of the policies that apply to
- * each entity seen (its own bucket plus its ancestors' buckets). The memo is keyed by the
- * entity's data object: the entity cache replaces that object whenever the hierarchy changes,
- * and a policy change builds a new set, so a memo entry can never outlive what it was built from.
+ * each entity seen (its own bucket plus its ancestors' buckets). The memo is kept on the entity's
+ * data object (a few `[buckets, list]` pairs): the entity cache replaces that object whenever the
+ * hierarchy changes, and a policy change builds new Buckets, so a memo entry can never outlive
+ * what it was built from (entries of replaced policy sets stay until the entity changes; an
+ * entity visited by more indexes than that falls back to a WeakMap per index). On the data object rather than in a WeakMap: one fewer hash lookup per
+ * slot and decision, and no ephemeron table of every entity for the GC to trace.
  */
 class Buckets {
   readonly #byKey = new Map<string, Compiled[]>()
-  readonly #memo = new WeakMap<EntityData, readonly Compiled[]>()
+  readonly #overflow = new WeakMap<EntityData, readonly Compiled[]>()
 
   get size() {
     return this.#byKey.size
@@ -306,12 +309,31 @@ class Buckets {
       if (own) visit(own, env, out)
       return
     }
-    let list = this.#memo.get(data)
-    if (!list) {
-      list = this.#applicable(e.key, data.ancestors)
-      this.#memo.set(data, list)
-    }
+    const list = this.#memoized(data, e.key)
     if (list.length > 0) visit(list, env, out)
+  }
+
+  #memoized(data: EntityData, key: string): readonly Compiled[] {
+    let memo = data.memo
+    if (memo !== undefined)
+      for (let i = 0; i < memo.length; i += 2)
+        if (memo[i] === this) return memo[i + 1] as readonly Compiled[]
+    if (memo === undefined && Object.isExtensible(data)) {
+      memo = []
+      data.memo = memo
+    }
+    // Entities every tenant's set visits (the schema's actions) overflow into this index's own map.
+    if (memo === undefined || memo.length >= MEMO_PAIRS * 2) {
+      let list = this.#overflow.get(data)
+      if (!list) {
+        list = this.#applicable(key, data.ancestors)
+        this.#overflow.set(data, list)
+      }
+      return list
+    }
+    const list = this.#applicable(key, data.ancestors)
+    memo.push(this, list)
+    return list
   }
 
   #applicable(key: string, ancestors: ReadonlySet<string>): readonly Compiled[] {
@@ -327,6 +349,8 @@ class Buckets {
 }
 
 const NONE: readonly Compiled[] = Object.freeze([])
+/** Memo entries per entity: a decision visits at most a global and a tenant index per slot. */
+const MEMO_PAIRS = 4
 
 export interface Outcome {
   serial: number
