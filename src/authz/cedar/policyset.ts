@@ -50,10 +50,27 @@ export interface EvalRequest {
 
 type Check = (env: Env) => boolean
 
+/** A scope slot in plain form: any entity (or already checked by the index), `==` or `in`. */
+const ANY = 0
+const EQ = 1
+const IN = 2
+type SlotOp = typeof ANY | typeof EQ | typeof IN
+
+/**
+ * Most policies' scopes (every role binding's) are plain `==`/`in` one entity per slot: those are
+ * kept as data and checked by `plainScope`, one monomorphic function for all of them, instead of
+ * one closure per policy and slot. `scope` holds the closures for the rest (`is`, action lists).
+ */
 interface Compiled {
   readonly id: string
   readonly forbid: boolean
-  readonly scope: Check
+  readonly scope: Check | undefined
+  readonly pOp: SlotOp
+  readonly pKey: string
+  readonly aOp: SlotOp
+  readonly aKey: string
+  readonly rOp: SlotOp
+  readonly rKey: string
   readonly condition: Fn | undefined
   /** Last request serial that visited this policy (dedupe across action buckets). */
   seen: number
@@ -148,6 +165,38 @@ function asBool(v: unknown): boolean {
   return v
 }
 
+/** The plain form of a principal/resource constraint (see `Compiled`), if it has one. */
+function plainSlot(c: JsonNode, indexed: boolean): [SlotOp, string] | undefined {
+  if (c.op === 'All') return [ANY, '']
+  if (c.op !== '==' && c.op !== 'in') return undefined
+  const target = scopeEntity(c)!
+  if (c.op === 'in') return indexed ? [ANY, ''] : [IN, target.key]
+  return [EQ, target.key]
+}
+
+function plainAction(c: JsonNode): [SlotOp, string] | undefined {
+  if (c.op === 'All') return [ANY, '']
+  const targets = actionTargets(c)!
+  if (targets.length !== 1) return undefined
+  return [c.op === '==' ? EQ : IN, targets[0]!.key]
+}
+
+/** `e == key` or `e in key` (the entity itself or one of its ancestors), as `entityIn`. */
+function slotHolds(env: Env, e: EntityValue, op: SlotOp, key: string): boolean {
+  if (op === ANY || e.key === key) return true
+  if (op === EQ) return false
+  const data = env.entities.get(e.key)
+  return data !== undefined && data.ancestors.has(key)
+}
+
+function plainScope(p: Compiled, env: Env): boolean {
+  return (
+    slotHolds(env, env.action, p.aOp, p.aKey) &&
+    slotHolds(env, env.resource, p.rOp, p.rKey) &&
+    slotHolds(env, env.principal, p.pOp, p.pKey)
+  )
+}
+
 function all(checks: (Check | undefined)[]): Check {
   const present = checks.filter((c): c is Check => c !== undefined)
   if (present.length === 0) return () => true
@@ -183,14 +232,25 @@ export class CompiledPolicySet {
           : actions
             ? 'action'
             : undefined
+      const closures = all([
+        compileScope('principal', json.principal, via === 'principal'),
+        compileAction(json.action),
+        compileScope('resource', json.resource, via === 'resource'),
+      ])
+      const pPlain = plainSlot(json.principal, via === 'principal')
+      const aPlain = plainAction(json.action)
+      const rPlain = plainSlot(json.resource, via === 'resource')
+      const plain = pPlain && aPlain && rPlain
       const p: Compiled = {
         id,
         forbid: json.effect === 'forbid',
-        scope: all([
-          compileScope('principal', json.principal, via === 'principal'),
-          compileAction(json.action),
-          compileScope('resource', json.resource, via === 'resource'),
-        ]),
+        scope: plain ? undefined : closures,
+        pOp: pPlain?.[0] ?? ANY,
+        pKey: pPlain?.[1] ?? '',
+        aOp: aPlain?.[0] ?? ANY,
+        aKey: aPlain?.[1] ?? '',
+        rOp: rPlain?.[0] ?? ANY,
+        rKey: rPlain?.[1] ?? '',
         condition: compileCondition(json.conditions ?? []),
         seen: 0,
       }
@@ -363,7 +423,7 @@ function visit(list: readonly Compiled[], env: Env, out: Outcome) {
   for (const p of list) {
     if (p.seen === out.serial) continue
     p.seen = out.serial
-    if (!p.scope(env)) continue
+    if (p.scope === undefined ? !plainScope(p, env) : !p.scope(env)) continue
     if (p.condition) {
       let ok: Value
       try {
