@@ -186,7 +186,7 @@ function slotHolds(env: Env, e: EntityValue, op: SlotOp, key: string): boolean {
   if (op === ANY || e.key === key) return true
   if (op === EQ) return false
   const data = env.entities.get(e.key)
-  return data !== undefined && data.ancestors.has(key)
+  return data?.ancestors.has(key) === true
 }
 
 function plainScope(p: Compiled, env: Env): boolean {
