@@ -13,7 +13,7 @@ import {
   type Fn,
 } from './compile.ts'
 import { CedarError, UnsupportedPolicyError } from './errors.ts'
-import { EntityValue, entityFromJson, type RecordValue, type Value } from './values.ts'
+import { EntityValue, entityFromJson, RecordValue, type Value } from './values.ts'
 
 /** Cedar's JSON policy form (cedar-wasm `PolicyJson`), kept loose: it is validated by compiling. */
 /** A node of cedar's JSON policy form; its shape is checked by the compiler, not by types. */
@@ -407,6 +407,20 @@ class Buckets {
     return out.length > 0 ? out : NONE
   }
 }
+
+/**
+ * A RequestLookup kept alive for the life of the process. V8 holds the hidden classes that a
+ * class's fields transition through only weakly: if no instance survives a full GC they are
+ * cleared, and every optimized function that saw them is deoptimized (then re-optimized, slowly,
+ * on the next decisions). Per-decision objects are all dead by the next GC, so one survivor keeps
+ * the classes, and the decisions right after a GC at full speed.
+ */
+export const KEEP_REQUEST_LOOKUP = new RequestLookup(new Map(), {
+  principal: new EntityValue('', ''),
+  action: new EntityValue('', ''),
+  resource: new EntityValue('', ''),
+  context: new RecordValue(new Map()),
+})
 
 const NONE: readonly Compiled[] = Object.freeze([])
 /** Memo entries per entity: a decision visits at most a global and a tenant index per slot. */

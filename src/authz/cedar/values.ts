@@ -46,6 +46,13 @@ export class RecordValue {
   }
 }
 
+/**
+ * One record and one set that live as long as the process: see KEEP_REQUEST_LOOKUP in
+ * policyset.ts (a class whose every instance dies between two full GCs loses its hidden classes,
+ * and the evaluator's optimized code with them).
+ */
+export const KEPT_VALUES = [new RecordValue(new Map()), new SetValue([])] as const
+
 export type Long = number | bigint
 export type Value =
   | boolean
