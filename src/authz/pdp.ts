@@ -99,7 +99,8 @@ export class SliceLookup implements EntityLookup {
 }
 
 export function explain(r: EvalResult): Decision {
-  const platformErrors = r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX))
+  const platformErrors =
+    r.errors.length > 0 ? r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX)) : r.errors
   if (platformErrors.length > 0)
     return deny(
       `a platform guard rail could not be evaluated (${platformErrors.map((e) => e.policy).join(', ')})`,

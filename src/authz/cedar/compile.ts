@@ -197,6 +197,9 @@ const extensions: Record<string, { arity: number; fn: Ext }> = {
   greaterThanOrEqual: { arity: 2, fn: ([a, b]) => asDecimal(a!).value >= asDecimal(b!).value },
 }
 
+/** Never read: a constant expression (`Value`) ignores its environment. */
+const CONSTANT_ENV = {} as Env
+
 function binary(e: Expr): [Fn, Fn] {
   return [compileExpr(e.left), compileExpr(e.right)]
 }
@@ -375,6 +378,14 @@ export function compileExpr(expr: Expr): Fn {
     }
   if (args.length === 1) {
     const a = args[0]!
+    // `ip("10.0.0.0/8")`, `decimal("1.5")`: a constant, parsed once (a literal that fails to
+    // parse is left to raise its error at evaluation, as the reference does).
+    if ((op === 'ip' || op === 'ipaddr' || op === 'decimal') && 'Value' in (e as Expr[])[0]!) {
+      try {
+        const v = ext.fn([a(CONSTANT_ENV)])
+        return () => v
+      } catch {}
+    }
     return (env) => ext.fn([a(env)])
   }
   return (env) => ext.fn(args.map((f) => f(env)))

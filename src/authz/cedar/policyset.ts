@@ -152,7 +152,7 @@ function compileCondition(conditions: PolicyJson['conditions']): Fn | undefined 
     return (env) => asBool(only(env))
   }
   return (env) => {
-    for (const c of clauses) if (!asBool(c(env))) return false
+    for (let i = 0; i < clauses.length; i++) if (!asBool(clauses[i]!(env))) return false
     return true
   }
 }
@@ -202,7 +202,7 @@ function all(checks: (Check | undefined)[]): Check {
   if (present.length === 0) return () => true
   if (present.length === 1) return present[0]!
   return (env) => {
-    for (const c of present) if (!c(env)) return false
+    for (let i = 0; i < present.length; i++) if (!present[i]!(env)) return false
     return true
   }
 }
@@ -300,7 +300,7 @@ export function evaluateSets(
   }
   serial = (serial + 1) | 0
   const out: Outcome = { serial, permits: [], forbids: [], errors: [] }
-  for (const set of sets) set.collect(env, out)
+  for (let i = 0; i < sets.length; i++) sets[i]!.collect(env, out)
   const { permits, forbids, errors } = out
   if (forbids.length > 0) return { allow: false, determining: forbids, errors }
   if (permits.length > 0) return { allow: true, determining: permits, errors }
@@ -434,7 +434,8 @@ export interface Outcome {
 }
 
 function visit(list: readonly Compiled[], env: Env, out: Outcome) {
-  for (const p of list) {
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i]!
     if (p.seen === out.serial) continue
     p.seen = out.serial
     if (p.scope === undefined ? !plainScope(p, env) : !p.scope(env)) continue
