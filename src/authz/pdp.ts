@@ -98,6 +98,9 @@ export class SliceLookup implements EntityLookup {
   }
 }
 
+/** One SliceLookup alive for good: see KEEP_REQUEST_LOOKUP in cedar/policyset.ts. */
+export const KEEP_SLICE_LOOKUP = new SliceLookup(ACTION_ENTITIES)
+
 export function explain(r: EvalResult): Decision {
   const platformErrors =
     r.errors.length > 0 ? r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX)) : r.errors
