@@ -412,7 +412,10 @@ function close(found: Map<string, StoredEntity | null>): Map<string, EntityData>
       attrs: s.attrs,
       ancestors: ancestors(key, 0),
       tags: s.tags,
-      memo: undefined,
+      memo0: undefined,
+      list0: undefined,
+      memo1: undefined,
+      list1: undefined,
     })
   }
   return result

@@ -26,14 +26,19 @@ export interface EntityData {
   readonly ancestors: ReadonlySet<string>
   readonly tags: ReadonlyMap<string, Value>
   /**
-   * The evaluator's memo of policies that apply to this entity, per policy index (policyset.ts).
-   * It lives on the entity's data because that object is replaced whenever the entity or its
+   * The evaluator's memo of the policies that apply to this entity (policyset.ts): two slots of
+   * (policy index, its list), inline because this object is already in cache when they are read.
+   * They live on the entity's data because that object is replaced whenever the entity or its
    * hierarchy changes, so a memo can never outlive what it was computed from.
    */
-  memo?: unknown[] | undefined
+  memo0?: object | undefined
+  list0?: unknown
+  memo1?: object | undefined
+  list1?: unknown
 }
 
 export interface EntityLookup {
+  /** The data of the entity whose uid has this key (never another entity's), if known. */
   get(key: string): EntityData | undefined
 }
 

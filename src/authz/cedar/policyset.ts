@@ -181,6 +181,20 @@ function plainAction(c: JsonNode): [SlotOp, string] | undefined {
   return [c.op === '==' ? EQ : IN, targets[0]!.key]
 }
 
+/**
+ * One string object per scope key across policies and sets: the thousands of role bindings naming
+ * the same role's action group then compare and hash one hot string instead of each their own
+ * copy. Bounded; clearing it only loses sharing.
+ */
+const interned = new Map<string, string>()
+function intern(key: string): string {
+  const known = interned.get(key)
+  if (known !== undefined) return known
+  if (interned.size >= 50_000) interned.clear()
+  interned.set(key, key)
+  return key
+}
+
 /** `e == key` or `e in key` (the entity itself or one of its ancestors), as `entityIn`. */
 function slotHolds(env: Env, e: EntityValue, op: SlotOp, key: string): boolean {
   if (op === ANY || e.key === key) return true
@@ -246,11 +260,11 @@ export class CompiledPolicySet {
         forbid: json.effect === 'forbid',
         scope: plain ? undefined : closures,
         pOp: pPlain?.[0] ?? ANY,
-        pKey: pPlain?.[1] ?? '',
+        pKey: intern(pPlain?.[1] ?? ''),
         aOp: aPlain?.[0] ?? ANY,
-        aKey: aPlain?.[1] ?? '',
+        aKey: intern(aPlain?.[1] ?? ''),
         rOp: rPlain?.[0] ?? ANY,
-        rKey: rPlain?.[1] ?? '',
+        rKey: intern(rPlain?.[1] ?? ''),
         condition: compileCondition(json.conditions ?? []),
         seen: 0,
       }
@@ -342,11 +356,12 @@ class RequestLookup implements EntityLookup {
 /**
  * Policies filed under one scope slot, by entity key, with a memo of the policies that apply to
  * each entity seen (its own bucket plus its ancestors' buckets). The memo is kept on the entity's
- * data object (a few `[buckets, list]` pairs): the entity cache replaces that object whenever the
+ * data object (two slots, see EntityData): the entity cache replaces that object whenever the
  * hierarchy changes, and a policy change builds new Buckets, so a memo entry can never outlive
- * what it was built from (entries of replaced policy sets stay until the entity changes; an
- * entity visited by more indexes than that falls back to a WeakMap per index). On the data object rather than in a WeakMap: one fewer hash lookup per
- * slot and decision, and no ephemeron table of every entity for the GC to trace.
+ * what it was built from (a replaced set's entries stay, unused, until the entity changes). An
+ * entity visited by more indexes than that falls back to a WeakMap per index. On the data object
+ * rather than in a WeakMap: no hash lookup per slot and decision, and no ephemeron table of every
+ * entity for the GC to trace.
  */
 class Buckets {
   readonly #byKey = new Map<string, Compiled[]>()
@@ -364,35 +379,41 @@ class Buckets {
 
   visit(e: EntityValue, env: Env, out: Outcome) {
     const data = env.entities.get(e.key)
-    if (!data || data.uid.key !== e.key) {
+    if (data === undefined) {
       const own = this.#byKey.get(e.key)
       if (own) visit(own, env, out)
       return
     }
-    const list = this.#memoized(data, e.key)
+    const list = this.#memoized(data, e)
     if (list.length > 0) visit(list, env, out)
   }
 
-  #memoized(data: EntityData, key: string): readonly Compiled[] {
-    let memo = data.memo
-    if (memo !== undefined)
-      for (let i = 0; i < memo.length; i += 2)
-        if (memo[i] === this) return memo[i + 1] as readonly Compiled[]
-    if (memo === undefined && Object.isExtensible(data)) {
-      memo = []
-      data.memo = memo
-    }
-    // Entities every tenant's set visits (the schema's actions) overflow into this index's own map.
-    if (memo === undefined || memo.length >= MEMO_PAIRS * 2) {
+  /**
+   * The memo is read before the entity's uid is compared with the request's: a lookup returns an
+   * entity's own data for its key (the EntityLookup contract), and that comparison is a cache miss
+   * on every decision. Only a memo is built after checking it.
+   */
+  #memoized(data: EntityData, e: EntityValue): readonly Compiled[] {
+    if (data.memo0 === this) return data.list0 as readonly Compiled[]
+    if (data.memo1 === this) return data.list1 as readonly Compiled[]
+    if (data.uid.key !== e.key) return this.#byKey.get(e.key) ?? NONE
+    if (data.memo1 !== undefined || !Object.isExtensible(data)) {
+      // Entities that every tenant's set visits (the schema's actions) use this index's own map.
       let list = this.#overflow.get(data)
       if (!list) {
-        list = this.#applicable(key, data.ancestors)
+        list = this.#applicable(e.key, data.ancestors)
         this.#overflow.set(data, list)
       }
       return list
     }
-    const list = this.#applicable(key, data.ancestors)
-    memo.push(this, list)
+    const list = this.#applicable(e.key, data.ancestors)
+    if (data.memo0 === undefined) {
+      data.memo0 = this
+      data.list0 = list
+    } else {
+      data.memo1 = this
+      data.list1 = list
+    }
     return list
   }
 
@@ -423,8 +444,6 @@ export const KEEP_REQUEST_LOOKUP = new RequestLookup(new Map(), {
 })
 
 const NONE: readonly Compiled[] = Object.freeze([])
-/** Memo entries per entity: a decision visits at most a global and a tenant index per slot. */
-const MEMO_PAIRS = 4
 
 export interface Outcome {
   serial: number
