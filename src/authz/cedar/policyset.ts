@@ -62,18 +62,20 @@ type SlotOp = typeof ANY | typeof EQ | typeof IN
  * one closure per policy and slot. `scope` holds the closures for the rest (`is`, action lists).
  */
 interface Compiled {
-  readonly id: string
-  readonly forbid: boolean
+  /** Last request serial that visited this policy (dedupe across action buckets). */
+  seen: number
+  // Fields in the order a visit reads them: the object is usually a cache miss, and the first
+  // line holds everything a policy whose scope does not match needs.
   readonly scope: Check | undefined
-  readonly pOp: SlotOp
-  readonly pKey: string
   readonly aOp: SlotOp
   readonly aKey: string
   readonly rOp: SlotOp
   readonly rKey: string
+  readonly pOp: SlotOp
+  readonly pKey: string
   readonly condition: Fn | undefined
-  /** Last request serial that visited this policy (dedupe across action buckets). */
-  seen: number
+  readonly forbid: boolean
+  readonly id: string
 }
 
 type Slot = 'principal' | 'resource'
@@ -264,17 +266,17 @@ export class CompiledPolicySet {
       const rPlain = plainSlot(json.resource, via === 'resource')
       const plain = pPlain && aPlain && rPlain
       const p: Compiled = {
-        id,
-        forbid: json.effect === 'forbid',
+        seen: 0,
         scope: plain ? undefined : closures,
-        pOp: pPlain?.[0] ?? ANY,
-        pKey: intern(pPlain?.[1] ?? ''),
         aOp: aPlain?.[0] ?? ANY,
         aKey: intern(aPlain?.[1] ?? ''),
         rOp: rPlain?.[0] ?? ANY,
         rKey: intern(rPlain?.[1] ?? ''),
+        pOp: pPlain?.[0] ?? ANY,
+        pKey: intern(pPlain?.[1] ?? ''),
         condition: compileCondition(json.conditions ?? []),
-        seen: 0,
+        forbid: json.effect === 'forbid',
+        id,
       }
       if (via === 'principal') this.#byPrincipal.add(principal!.key, p)
       else if (via === 'resource') this.#byResource.add(resource!.key, p)
