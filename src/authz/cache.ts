@@ -407,7 +407,16 @@ function close(found: Map<string, StoredEntity | null>): Map<string, EntityData>
   const result = new Map<string, EntityData>()
   for (const [key, s] of found) {
     if (!s) continue
-    result.set(key, { uid: s.uid, attrs: s.attrs, ancestors: ancestors(key, 0), tags: s.tags })
+    result.set(key, {
+      uid: s.uid,
+      attrs: s.attrs,
+      ancestors: ancestors(key, 0),
+      tags: s.tags,
+      memo0: undefined,
+      list0: undefined,
+      memo1: undefined,
+      list1: undefined,
+    })
   }
   return result
 }

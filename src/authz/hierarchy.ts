@@ -77,6 +77,10 @@ export class Hierarchy implements EntityLookup {
       attrs: s.attrs,
       tags: s.tags,
       ancestors,
+      memo0: undefined,
+      list0: undefined,
+      memo1: undefined,
+      list1: undefined,
       complete: false,
     }
     this.#computed.set(key, entry)

@@ -98,8 +98,12 @@ export class SliceLookup implements EntityLookup {
   }
 }
 
+/** One SliceLookup alive for good: see KEEP_REQUEST_LOOKUP in cedar/policyset.ts. */
+export const KEEP_SLICE_LOOKUP = new SliceLookup(ACTION_ENTITIES)
+
 export function explain(r: EvalResult): Decision {
-  const platformErrors = r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX))
+  const platformErrors =
+    r.errors.length > 0 ? r.errors.filter((e) => e.policy.startsWith(PLATFORM_PREFIX)) : r.errors
   if (platformErrors.length > 0)
     return deny(
       `a platform guard rail could not be evaluated (${platformErrors.map((e) => e.policy).join(', ')})`,

@@ -72,3 +72,58 @@ test('several sets: forbid in one overrides permit in another, each policy count
   assert.equal(both.allow, false)
   assert.deepEqual(both.determining, ['b'])
 })
+
+test('one entity evaluated against many sets gets each set its own applicable policies', () => {
+  // More sets than an entity's memo holds, so the overflow path is exercised too.
+  const sets = Array.from({ length: 7 }, (_, i) =>
+    set(
+      `@id("s${i}") permit (principal in Group::"${i % 2 ? 'admins' : 'staff'}", action, resource);`,
+    ),
+  )
+  const entities = world(['admins'])
+  for (let round = 0; round < 2; round++)
+    sets.forEach((s, i) => {
+      assert.deepEqual(s.evaluate(request, entities).determining, i % 2 ? [`s${i}`] : [])
+    })
+})
+
+test('plain scopes: `==` is not `in`, in every slot', () => {
+  const entities = world(['admins'])
+  const allow = (text: string) => set(text).evaluate(request, entities).allow
+  assert.equal(allow(`@id("p") permit (principal, action == Action::"readers", resource);`), false)
+  assert.equal(allow(`@id("p") permit (principal, action in Action::"readers", resource);`), true)
+  assert.equal(allow(`@id("p") permit (principal, action, resource == Folder::"f1");`), false)
+  assert.equal(allow(`@id("p") permit (principal, action, resource in Folder::"f1");`), true)
+  assert.equal(
+    allow(`@id("p") permit (principal in Group::"admins", action, resource == Doc::"d1");`),
+    true,
+  )
+  assert.equal(
+    allow(`@id("p") permit (principal in Group::"admins", action, resource in Folder::"f2");`),
+    false,
+  )
+})
+
+test('constant extension literals: parsed once, and an invalid one still errors when evaluated', () => {
+  const ctx = (ip: string) => ({
+    ...request,
+    context: contextFromJson({ ip: { __extn: { fn: 'ip', arg: ip } } }),
+  })
+  const entities = world([])
+  const inRange = set(
+    `@id("p") permit (principal, action, resource) when { context.ip.isInRange(ip("10.0.0.0/8")) };`,
+  )
+  assert.equal(inRange.evaluate(ctx('10.1.2.3'), entities).allow, true)
+  assert.equal(inRange.evaluate(ctx('192.0.2.1'), entities).allow, false)
+  const bad = set(
+    `@id("p") permit (principal, action, resource) when { context.ip.isInRange(ip("not an ip")) };`,
+  )
+  for (let i = 0; i < 2; i++) {
+    const r = bad.evaluate(ctx('10.1.2.3'), entities)
+    assert.equal(r.allow, false)
+    assert.deepEqual(
+      r.errors.map((e) => e.policy),
+      ['p'],
+    )
+  }
+})

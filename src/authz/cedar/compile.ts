@@ -25,9 +25,20 @@ export interface EntityData {
   /** Keys of every ancestor (transitive closure), not including the entity itself. */
   readonly ancestors: ReadonlySet<string>
   readonly tags: ReadonlyMap<string, Value>
+  /**
+   * The evaluator's memo of the policies that apply to this entity (policyset.ts): two slots of
+   * (policy index, its list), inline because this object is already in cache when they are read.
+   * They live on the entity's data because that object is replaced whenever the entity or its
+   * hierarchy changes, so a memo can never outlive what it was computed from.
+   */
+  memo0?: object | undefined
+  list0?: unknown
+  memo1?: object | undefined
+  list1?: unknown
 }
 
 export interface EntityLookup {
+  /** The data of the entity whose uid has this key (never another entity's), if known. */
   get(key: string): EntityData | undefined
 }
 
@@ -190,6 +201,9 @@ const extensions: Record<string, { arity: number; fn: Ext }> = {
   greaterThan: { arity: 2, fn: ([a, b]) => asDecimal(a!).value > asDecimal(b!).value },
   greaterThanOrEqual: { arity: 2, fn: ([a, b]) => asDecimal(a!).value >= asDecimal(b!).value },
 }
+
+/** Never read: a constant expression (`Value`) ignores its environment. */
+const CONSTANT_ENV = {} as Env
 
 function binary(e: Expr): [Fn, Fn] {
   return [compileExpr(e.left), compileExpr(e.right)]
@@ -369,6 +383,14 @@ export function compileExpr(expr: Expr): Fn {
     }
   if (args.length === 1) {
     const a = args[0]!
+    // `ip("10.0.0.0/8")`, `decimal("1.5")`: a constant, parsed once (a literal that fails to
+    // parse is left to raise its error at evaluation, as the reference does).
+    if ((op === 'ip' || op === 'ipaddr' || op === 'decimal') && 'Value' in (e as Expr[])[0]!) {
+      try {
+        const v = ext.fn([a(CONSTANT_ENV)])
+        return () => v
+      } catch {}
+    }
     return (env) => ext.fn([a(env)])
   }
   return (env) => ext.fn(args.map((f) => f(env)))

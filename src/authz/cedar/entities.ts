@@ -73,6 +73,10 @@ export function closeHierarchy(parsed: readonly Parsed[]): Map<string, EntityDat
       attrs: p.attrs,
       ancestors: ancestorsOf(p.uid.key, new Set()),
       tags: p.tags,
+      memo0: undefined,
+      list0: undefined,
+      memo1: undefined,
+      list1: undefined,
     })
   }
   return result

@@ -13,7 +13,7 @@ import {
   type Fn,
 } from './compile.ts'
 import { CedarError, UnsupportedPolicyError } from './errors.ts'
-import { EntityValue, entityFromJson, type RecordValue, type Value } from './values.ts'
+import { EntityValue, entityFromJson, RecordValue, type Value } from './values.ts'
 
 /** Cedar's JSON policy form (cedar-wasm `PolicyJson`), kept loose: it is validated by compiling. */
 /** A node of cedar's JSON policy form; its shape is checked by the compiler, not by types. */
@@ -50,13 +50,32 @@ export interface EvalRequest {
 
 type Check = (env: Env) => boolean
 
+/** A scope slot in plain form: any entity (or already checked by the index), `==` or `in`. */
+const ANY = 0
+const EQ = 1
+const IN = 2
+type SlotOp = typeof ANY | typeof EQ | typeof IN
+
+/**
+ * Most policies' scopes (every role binding's) are plain `==`/`in` one entity per slot: those are
+ * kept as data and checked by `plainScope`, one monomorphic function for all of them, instead of
+ * one closure per policy and slot. `scope` holds the closures for the rest (`is`, action lists).
+ */
 interface Compiled {
-  readonly id: string
-  readonly forbid: boolean
-  readonly scope: Check
-  readonly condition: Fn | undefined
   /** Last request serial that visited this policy (dedupe across action buckets). */
   seen: number
+  // Fields in the order a visit reads them: the object is usually a cache miss, and the first
+  // line holds everything a policy whose scope does not match needs.
+  readonly scope: Check | undefined
+  readonly aOp: SlotOp
+  readonly aKey: string
+  readonly rOp: SlotOp
+  readonly rKey: string
+  readonly pOp: SlotOp
+  readonly pKey: string
+  readonly condition: Fn | undefined
+  readonly forbid: boolean
+  readonly id: string
 }
 
 type Slot = 'principal' | 'resource'
@@ -135,7 +154,7 @@ function compileCondition(conditions: PolicyJson['conditions']): Fn | undefined 
     return (env) => asBool(only(env))
   }
   return (env) => {
-    for (const c of clauses) if (!asBool(c(env))) return false
+    for (let i = 0; i < clauses.length; i++) if (!asBool(clauses[i]!(env))) return false
     return true
   }
 }
@@ -148,12 +167,58 @@ function asBool(v: unknown): boolean {
   return v
 }
 
+/** The plain form of a principal/resource constraint (see `Compiled`), if it has one. */
+function plainSlot(c: JsonNode, indexed: boolean): [SlotOp, string] | undefined {
+  if (c.op === 'All') return [ANY, '']
+  if (c.op !== '==' && c.op !== 'in') return undefined
+  const target = scopeEntity(c)!
+  if (c.op === 'in') return indexed ? [ANY, ''] : [IN, target.key]
+  return [EQ, target.key]
+}
+
+function plainAction(c: JsonNode): [SlotOp, string] | undefined {
+  if (c.op === 'All') return [ANY, '']
+  const targets = actionTargets(c)!
+  if (targets.length !== 1) return undefined
+  return [c.op === '==' ? EQ : IN, targets[0]!.key]
+}
+
+/**
+ * One string object per scope key across policies and sets: the thousands of role bindings naming
+ * the same role's action group then compare and hash one hot string instead of each their own
+ * copy. Bounded; clearing it only loses sharing.
+ */
+const interned = new Map<string, string>()
+function intern(key: string): string {
+  const known = interned.get(key)
+  if (known !== undefined) return known
+  if (interned.size >= 50_000) interned.clear()
+  interned.set(key, key)
+  return key
+}
+
+/** `e == key` or `e in key` (the entity itself or one of its ancestors), as `entityIn`. */
+function slotHolds(env: Env, e: EntityValue, op: SlotOp, key: string): boolean {
+  if (op === ANY || e.key === key) return true
+  if (op === EQ) return false
+  const data = env.entities.get(e.key)
+  return data?.ancestors.has(key) === true
+}
+
+function plainScope(p: Compiled, env: Env): boolean {
+  return (
+    slotHolds(env, env.action, p.aOp, p.aKey) &&
+    slotHolds(env, env.resource, p.rOp, p.rKey) &&
+    slotHolds(env, env.principal, p.pOp, p.pKey)
+  )
+}
+
 function all(checks: (Check | undefined)[]): Check {
   const present = checks.filter((c): c is Check => c !== undefined)
   if (present.length === 0) return () => true
   if (present.length === 1) return present[0]!
   return (env) => {
-    for (const c of present) if (!c(env)) return false
+    for (let i = 0; i < present.length; i++) if (!present[i]!(env)) return false
     return true
   }
 }
@@ -164,6 +229,14 @@ export class CompiledPolicySet {
   readonly #byResource = new Buckets()
   readonly #byAction = new Buckets()
   readonly #unscoped: Compiled[] = []
+  /**
+   * Which indexes hold any policy, as plain fields: reading a Map's size per decision costs two
+   * cache misses per index (the Map and its table) for sets that are visited at random.
+   */
+  readonly #anyPrincipal: boolean
+  readonly #anyResource: boolean
+  readonly #anyAction: boolean
+  readonly #anyUnscoped: boolean
 
   constructor(sources: readonly PolicySource[]) {
     const ids = new Set<string>()
@@ -183,16 +256,27 @@ export class CompiledPolicySet {
           : actions
             ? 'action'
             : undefined
+      const closures = all([
+        compileScope('principal', json.principal, via === 'principal'),
+        compileAction(json.action),
+        compileScope('resource', json.resource, via === 'resource'),
+      ])
+      const pPlain = plainSlot(json.principal, via === 'principal')
+      const aPlain = plainAction(json.action)
+      const rPlain = plainSlot(json.resource, via === 'resource')
+      const plain = pPlain && aPlain && rPlain
       const p: Compiled = {
-        id,
-        forbid: json.effect === 'forbid',
-        scope: all([
-          compileScope('principal', json.principal, via === 'principal'),
-          compileAction(json.action),
-          compileScope('resource', json.resource, via === 'resource'),
-        ]),
-        condition: compileCondition(json.conditions ?? []),
         seen: 0,
+        scope: plain ? undefined : closures,
+        aOp: aPlain?.[0] ?? ANY,
+        aKey: intern(aPlain?.[1] ?? ''),
+        rOp: rPlain?.[0] ?? ANY,
+        rKey: intern(rPlain?.[1] ?? ''),
+        pOp: pPlain?.[0] ?? ANY,
+        pKey: intern(pPlain?.[1] ?? ''),
+        condition: compileCondition(json.conditions ?? []),
+        forbid: json.effect === 'forbid',
+        id,
       }
       if (via === 'principal') this.#byPrincipal.add(principal!.key, p)
       else if (via === 'resource') this.#byResource.add(resource!.key, p)
@@ -200,6 +284,10 @@ export class CompiledPolicySet {
       else this.#unscoped.push(p)
     }
     this.ids = [...ids]
+    this.#anyPrincipal = this.#byPrincipal.size > 0
+    this.#anyResource = this.#byResource.size > 0
+    this.#anyAction = this.#byAction.size > 0
+    this.#anyUnscoped = this.#unscoped.length > 0
   }
 
   get size() {
@@ -212,10 +300,10 @@ export class CompiledPolicySet {
 
   /** Adds this set's satisfied policies and errors for `env` to `out`. */
   collect(env: Env, out: Outcome) {
-    if (this.#byPrincipal.size > 0) this.#byPrincipal.visit(env.principal, env, out)
-    if (this.#byResource.size > 0) this.#byResource.visit(env.resource, env, out)
-    if (this.#byAction.size > 0) this.#byAction.visit(env.action, env, out)
-    visit(this.#unscoped, env, out)
+    if (this.#anyPrincipal) this.#byPrincipal.visit(env.principal, env, out)
+    if (this.#anyResource) this.#byResource.visit(env.resource, env, out)
+    if (this.#anyAction) this.#byAction.visit(env.action, env, out)
+    if (this.#anyUnscoped) visit(this.#unscoped, env, out)
   }
 }
 
@@ -240,7 +328,7 @@ export function evaluateSets(
   }
   serial = (serial + 1) | 0
   const out: Outcome = { serial, permits: [], forbids: [], errors: [] }
-  for (const set of sets) set.collect(env, out)
+  for (let i = 0; i < sets.length; i++) sets[i]!.collect(env, out)
   const { permits, forbids, errors } = out
   if (forbids.length > 0) return { allow: false, determining: forbids, errors }
   if (permits.length > 0) return { allow: true, determining: permits, errors }
@@ -281,13 +369,17 @@ class RequestLookup implements EntityLookup {
 
 /**
  * Policies filed under one scope slot, by entity key, with a memo of the policies that apply to
- * each entity seen (its own bucket plus its ancestors' buckets). The memo is keyed by the
- * entity's data object: the entity cache replaces that object whenever the hierarchy changes,
- * and a policy change builds a new set, so a memo entry can never outlive what it was built from.
+ * each entity seen (its own bucket plus its ancestors' buckets). The memo is kept on the entity's
+ * data object (two slots, see EntityData): the entity cache replaces that object whenever the
+ * hierarchy changes, and a policy change builds new Buckets, so a memo entry can never outlive
+ * what it was built from (a replaced set's entries stay, unused, until the entity changes). An
+ * entity visited by more indexes than that falls back to a WeakMap per index. On the data object
+ * rather than in a WeakMap: no hash lookup per slot and decision, and no ephemeron table of every
+ * entity for the GC to trace.
  */
 class Buckets {
   readonly #byKey = new Map<string, Compiled[]>()
-  readonly #memo = new WeakMap<EntityData, readonly Compiled[]>()
+  readonly #overflow = new WeakMap<EntityData, readonly Compiled[]>()
 
   get size() {
     return this.#byKey.size
@@ -301,17 +393,42 @@ class Buckets {
 
   visit(e: EntityValue, env: Env, out: Outcome) {
     const data = env.entities.get(e.key)
-    if (!data || data.uid.key !== e.key) {
+    if (data === undefined) {
       const own = this.#byKey.get(e.key)
       if (own) visit(own, env, out)
       return
     }
-    let list = this.#memo.get(data)
-    if (!list) {
-      list = this.#applicable(e.key, data.ancestors)
-      this.#memo.set(data, list)
-    }
+    const list = this.#memoized(data, e)
     if (list.length > 0) visit(list, env, out)
+  }
+
+  /**
+   * The memo is read before the entity's uid is compared with the request's: a lookup returns an
+   * entity's own data for its key (the EntityLookup contract), and that comparison is a cache miss
+   * on every decision. Only a memo is built after checking it.
+   */
+  #memoized(data: EntityData, e: EntityValue): readonly Compiled[] {
+    if (data.memo0 === this) return data.list0 as readonly Compiled[]
+    if (data.memo1 === this) return data.list1 as readonly Compiled[]
+    if (data.uid.key !== e.key) return this.#byKey.get(e.key) ?? NONE
+    if (data.memo1 !== undefined || !Object.isExtensible(data)) {
+      // Entities that every tenant's set visits (the schema's actions) use this index's own map.
+      let list = this.#overflow.get(data)
+      if (!list) {
+        list = this.#applicable(e.key, data.ancestors)
+        this.#overflow.set(data, list)
+      }
+      return list
+    }
+    const list = this.#applicable(e.key, data.ancestors)
+    if (data.memo0 === undefined) {
+      data.memo0 = this
+      data.list0 = list
+    } else {
+      data.memo1 = this
+      data.list1 = list
+    }
+    return list
   }
 
   #applicable(key: string, ancestors: ReadonlySet<string>): readonly Compiled[] {
@@ -326,6 +443,20 @@ class Buckets {
   }
 }
 
+/**
+ * A RequestLookup kept alive for the life of the process. V8 holds the hidden classes that a
+ * class's fields transition through only weakly: if no instance survives a full GC they are
+ * cleared, and every optimized function that saw them is deoptimized (then re-optimized, slowly,
+ * on the next decisions). Per-decision objects are all dead by the next GC, so one survivor keeps
+ * the classes, and the decisions right after a GC at full speed.
+ */
+export const KEEP_REQUEST_LOOKUP = new RequestLookup(new Map(), {
+  principal: new EntityValue('', ''),
+  action: new EntityValue('', ''),
+  resource: new EntityValue('', ''),
+  context: new RecordValue(new Map()),
+})
+
 const NONE: readonly Compiled[] = Object.freeze([])
 
 export interface Outcome {
@@ -336,10 +467,11 @@ export interface Outcome {
 }
 
 function visit(list: readonly Compiled[], env: Env, out: Outcome) {
-  for (const p of list) {
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i]!
     if (p.seen === out.serial) continue
     p.seen = out.serial
-    if (!p.scope(env)) continue
+    if (p.scope === undefined ? !plainScope(p, env) : !p.scope(env)) continue
     if (p.condition) {
       let ok: Value
       try {

@@ -46,6 +46,13 @@ export class RecordValue {
   }
 }
 
+/**
+ * One record and one set that live as long as the process: see KEEP_REQUEST_LOOKUP in
+ * policyset.ts (a class whose every instance dies between two full GCs loses its hidden classes,
+ * and the evaluator's optimized code with them).
+ */
+export const KEPT_VALUES = [new RecordValue(new Map()), new SetValue([])] as const
+
 export type Long = number | bigint
 export type Value =
   | boolean
@@ -119,23 +126,23 @@ export class JsonValueError extends Error {
 
 /** Parsed extension values are immutable: a bounded memo spares re-parsing per request. */
 const MEMO_MAX = 10_000
-const memo = new Map<string, Value>()
-function memoized(kind: string, s: string, make: (s: string) => Value): Value {
-  const key = `${kind}:${s}`
-  let v = memo.get(key)
+const ipMemo = new Map<string, Value>()
+const decimalMemo = new Map<string, Value>()
+function memoized(memo: Map<string, Value>, s: string, make: (s: string) => Value): Value {
+  let v = memo.get(s)
   if (v === undefined) {
     v = make(s) // throws on invalid input: errors are never memoised
     if (memo.size >= MEMO_MAX) memo.clear()
-    memo.set(key, v)
+    memo.set(s, v)
   }
   return v
 }
 
 /** Extension constructors usable in JSON (`__extn`) and in policies. */
 const constructors: Record<string, (s: string) => Value> = {
-  ip: (s) => memoized('ip', s, IpAddr.parse),
-  ipaddr: (s) => memoized('ip', s, IpAddr.parse),
-  decimal: (s) => memoized('decimal', s, Decimal.parse),
+  ip: (s) => memoized(ipMemo, s, IpAddr.parse),
+  ipaddr: (s) => memoized(ipMemo, s, IpAddr.parse),
+  decimal: (s) => memoized(decimalMemo, s, Decimal.parse),
 }
 
 /** Converts Cedar's JSON value form (entity/extension escapes) into a runtime value. */
