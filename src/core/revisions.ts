@@ -108,6 +108,7 @@ export function enterOptimistic(): OptimisticRequest {
 export class Revisions {
   readonly #db: Db
   readonly #sources = new Map<string, string>()
+  #sql: string | undefined
   readonly #fresh = new FreshRead(() => this.#readAll())
 
   constructor(db: Db) {
@@ -119,6 +120,7 @@ export class Revisions {
     if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`invalid revision name ${name}`)
     if (sql.includes(';')) throw new Error('a revision source must be one statement')
     this.#sources.set(name, sql)
+    this.#sql = undefined
   }
 
   /**
@@ -142,7 +144,8 @@ export class Revisions {
 
   /** Every registered revision in one SELECT (no parameters, one row). */
   sql(): string {
-    return `SELECT ${[...this.#sources].map(([n, sql]) => `(${sql}) AS ${n}`).join(', ')}`
+    this.#sql ??= `SELECT ${[...this.#sources].map(([n, sql]) => `(${sql}) AS ${n}`).join(', ')}`
+    return this.#sql
   }
 
   parse(row: Record<string, unknown> | undefined): Map<string, number> {
