@@ -341,6 +341,14 @@ account (${esc(details.params.scope)}).</p>
       return undefined
     }
 
+    /** A posted form (CSRF checked) of a sign-in that has reached `step`; else its error page. */
+    const formAt = async (req: FastifyRequest, reply: FastifyReply, step: Progress['step']) => {
+      const it = await guard(req, reply)
+      if (!it) return undefined
+      const at = await progressAt(reply, it.realm, it.uid, step)
+      return at && { ...it, ...at }
+    }
+
     /** The account locked during this sign-in: the sign-in ends. */
     const lockedOut = async (
       reply: FastifyReply,
@@ -389,12 +397,9 @@ account (${esc(details.params.scope)}).</p>
     })
 
     scope.post('/realms/:realm/interaction/:uid/mfa', async (req, reply) => {
-      const it = await guard(req, reply)
-      if (!it) return
-      const { realm, uid, rp, body } = it
-      const at = await progressAt(reply, realm, uid, 'mfa')
-      if (!at) return
-      const { store, p } = at
+      const form = await formAt(req, reply, 'mfa')
+      if (!form) return
+      const { realm, uid, rp, body, store, p } = form
       const r = await deps.authn.secondFactor(
         realm,
         p.userId,
@@ -411,12 +416,9 @@ account (${esc(details.params.scope)}).</p>
 
     // The second step with a passkey: amr gets hwk (hardware-bound) or swk (synced) and mfa.
     scope.post('/realms/:realm/interaction/:uid/passkey', async (req, reply) => {
-      const it = await guard(req, reply)
-      if (!it) return
-      const { realm, uid, rp, body } = it
-      const at = await progressAt(reply, realm, uid, 'mfa')
-      if (!at) return
-      const { store, p } = at
+      const form = await formAt(req, reply, 'mfa')
+      if (!form) return
+      const { realm, uid, rp, body, store, p } = form
       const r = await deps.authn.passkeys.finishAuthentication(
         realm,
         p.userId,
@@ -438,12 +440,9 @@ account (${esc(details.params.scope)}).</p>
 
     // Forced enrolment with a passkey instead of an authenticator app.
     scope.post('/realms/:realm/interaction/:uid/enroll-passkey', async (req, reply) => {
-      const it = await guard(req, reply)
-      if (!it) return
-      const { realm, uid, body } = it
-      const at = await progressAt(reply, realm, uid, 'enroll')
-      if (!at) return
-      const { store, p } = at
+      const form = await formAt(req, reply, 'enroll')
+      if (!form) return
+      const { realm, uid, body, store, p } = form
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
       const r = await deps.authn.passkeys.finishRegistration(
         realm,
@@ -467,12 +466,9 @@ account (${esc(details.params.scope)}).</p>
     })
 
     scope.post('/realms/:realm/interaction/:uid/enroll', async (req, reply) => {
-      const it = await guard(req, reply)
-      if (!it) return
-      const { realm, uid, body } = it
-      const at = await progressAt(reply, realm, uid, 'enroll')
-      if (!at) return
-      const { store, p } = at
+      const form = await formAt(req, reply, 'enroll')
+      if (!form) return
+      const { realm, uid, body, store, p } = form
       const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode)
       const ok = await deps.authn.confirmTotp(
         realm,
@@ -489,12 +485,9 @@ account (${esc(details.params.scope)}).</p>
     })
 
     scope.post('/realms/:realm/interaction/:uid/continue', async (req, reply) => {
-      const it = await guard(req, reply)
-      if (!it) return
-      const { realm, uid, rp } = it
-      const at = await progressAt(reply, realm, uid, 'enrolled')
-      if (!at) return
-      const { store, p } = at
+      const form = await formAt(req, reply, 'enrolled')
+      if (!form) return
+      const { uid, rp, store, p } = form
       await store.destroy(uid)
       return finishLogin(rp, req, reply, p.userId, p.amr ?? ['pwd', 'otp', 'mfa'])
     })
