@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { Db, Transaction } from '../core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
+import type { EventSink } from '../core/events.ts'
 import { verifyPassword } from './credentials/passwords.ts'
 import { hashRecoveryCode, replaceRecoveryCodes } from './credentials/recovery.ts'
 import { matchTotp, newTotpSecret } from './credentials/totp.ts'
 import type { RelyingParty } from './credentials/webauthn.ts'
 import type { Sealer } from './kek.ts'
 import { Passkeys } from './passkeys.ts'
+import { type RequestInfo, requestEvent } from './request-event.ts'
 
 export interface LockoutPolicy {
   threshold: number
@@ -15,11 +16,7 @@ export interface LockoutPolicy {
   ipLimit: number
 }
 
-export interface RequestInfo {
-  ip?: string
-  userAgent?: string
-  correlationId?: string
-}
+export type { RequestInfo } from './request-event.ts'
 
 export type PasswordResult =
   | { ok: true; userId: string; mfa: MfaState }
@@ -83,20 +80,6 @@ export class Authenticator {
     })
   }
 
-  #event(
-    realm: string,
-    req: RequestInfo,
-    e: Omit<SecurityEvent, 'tenant' | 'sourceIp' | 'userAgent' | 'correlationId'>,
-  ): SecurityEvent {
-    return {
-      tenant: realm,
-      sourceIp: req.ip,
-      userAgent: req.userAgent,
-      correlationId: req.correlationId,
-      ...e,
-    }
-  }
-
   async #ipThrottled(realm: string, ip: string | undefined) {
     if (!ip) return false
     const { rows } = await this.#db.query<{ failures: number }>(
@@ -151,7 +134,7 @@ export class Authenticator {
         ? ({ kind: 'user', id: userId } as const)
         : ({ kind: 'anonymous', id: 'unknown' } as const)
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: action === 'login' ? 'auth.login' : 'auth.mfa',
           actor,
           action,
@@ -163,7 +146,7 @@ export class Authenticator {
       )
       if (locked)
         await this.#events.record(
-          this.#event(realm, req, {
+          requestEvent(realm, req, {
             type: 'auth.lockout',
             actor,
             action: 'lock',
@@ -213,7 +196,7 @@ export class Authenticator {
     }
     if (locked) {
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.login',
           actor: { kind: 'user', id: user.id },
           action: 'login',
@@ -225,7 +208,7 @@ export class Authenticator {
     }
     if (user.disabled) {
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.login',
           actor: { kind: 'user', id: user.id },
           action: 'login',
@@ -246,7 +229,7 @@ export class Authenticator {
         user.id,
       ])
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.login',
           actor: { kind: 'user', id: user.id },
           action: 'login',
@@ -327,7 +310,7 @@ export class Authenticator {
         userId,
       ])
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.mfa',
           actor: { kind: 'user', id: userId },
           action: 'mfa',
@@ -413,7 +396,7 @@ export class Authenticator {
         userId,
       ])
       await this.#events.record(
-        this.#event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.mfa.enrolled',
           actor: { kind: 'user', id: userId },
           action: 'mfa:EnrollTotp',

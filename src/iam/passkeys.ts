@@ -4,8 +4,7 @@ import type {
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/server'
 import type { Db, Queryable } from '../core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
-import type { RequestInfo } from './authn.ts'
+import type { EventSink } from '../core/events.ts'
 import { replaceRecoveryCodes } from './credentials/recovery.ts'
 import {
   amrOf,
@@ -22,6 +21,7 @@ import {
   type WebAuthnFailure,
   WebAuthnRefused,
 } from './credentials/webauthn.ts'
+import { type RequestInfo, requestEvent } from './request-event.ts'
 
 /** A passkey as users and admins see it: never the public key. */
 export interface PasskeyInfo {
@@ -270,7 +270,7 @@ export class Passkeys {
           [realm, userId],
         )
         await this.#events.record(
-          event(realm, req, {
+          requestEvent(realm, req, {
             type: 'auth.mfa.enrolled',
             actor: { kind: 'user', id: userId },
             action: 'mfa:EnrollWebAuthn',
@@ -403,7 +403,7 @@ export class Passkeys {
       )
       if (r.rowCount !== 1) return false
       await this.#events.record(
-        event(realm, req, {
+        requestEvent(realm, req, {
           type: 'auth.mfa.removed',
           actor: { kind: 'user', id: userId },
           action: 'mfa:RemoveWebAuthn',
@@ -414,19 +414,5 @@ export class Passkeys {
       )
       return true
     })
-  }
-}
-
-function event(
-  realm: string,
-  req: RequestInfo,
-  e: Omit<SecurityEvent, 'tenant' | 'sourceIp' | 'userAgent' | 'correlationId'>,
-): SecurityEvent {
-  return {
-    tenant: realm,
-    sourceIp: req.ip,
-    userAgent: req.userAgent,
-    correlationId: req.correlationId,
-    ...e,
   }
 }
