@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
+import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
 import { takePiggyback } from './piggyback.ts'
@@ -89,16 +90,10 @@ export class PgliteDb implements Db {
     const piggyback = takePiggyback()
     const done = this.#pg.transaction((inner) =>
       insideTransaction.run(true, async () => {
-        const issued = new Set<Promise<unknown>>()
-        const track = <P extends Promise<unknown>>(p: P): P => {
-          issued.add(p)
-          const settle = () => issued.delete(p)
-          p.then(settle, settle)
-          return p
-        }
+        const issued = new IssuedStatements()
         const tx: Transaction = {
-          query: (sql, params) => track(run(inner, sql, params)),
-          exec: (sql) => track(inner.exec(sql).then(() => undefined)),
+          query: (sql, params) => issued.track(run(inner, sql, params)),
+          exec: (sql) => issued.track(inner.exec(sql).then(() => undefined)),
         }
         if (options.isolation && options.isolation !== 'read committed') {
           await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
@@ -117,7 +112,7 @@ export class PgliteDb implements Db {
         await applyLocals(tx, options)
         const result = await fn(tx)
         // Statements the caller did not wait for must succeed before the commit.
-        await Promise.all(issued)
+        await issued.all()
         return result
       }),
     )

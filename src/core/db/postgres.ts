@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream'
 import pg from 'pg'
+import { IssuedStatements } from './issued.ts'
 import { assertIdentifier } from './names.ts'
 import { takePiggyback } from './piggyback.ts'
 import {
@@ -147,18 +148,12 @@ export class PostgresDb implements Db {
       piggyback?.fail(err)
       throw err
     }
-    const issued = new Set<Promise<unknown>>()
-    const track = <P extends Promise<unknown>>(p: P): P => {
-      issued.add(p)
-      const settle = () => issued.delete(p)
-      p.then(settle, settle)
-      return p
-    }
+    const issued = new IssuedStatements()
     let begun: Promise<unknown> = Promise.resolve()
     // A result is handed over only once BEGIN succeeded, and BEGIN's error wins over the
     // "transaction is aborted" error of the statements pipelined behind it.
     const gated = <R>(p: Promise<R>): Promise<R> =>
-      track(
+      issued.track(
         p.then(
           async (r) => {
             await begun
@@ -220,7 +215,7 @@ export class PostgresDb implements Db {
       batch()
       const commit = client.query('COMMIT')
       commit.catch(() => {})
-      await Promise.all([begun, ...issued])
+      await Promise.all([begun, issued.all()])
       const done = await commit
       if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`)
       return result
