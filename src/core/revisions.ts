@@ -109,7 +109,7 @@ export class Revisions {
   readonly #db: Db
   readonly #sources = new Map<string, string>()
   #sql: string | undefined
-  readonly #fresh = new FreshRead(() => this.#readAll())
+  readonly #fresh = new FreshRead(() => this.readNow())
 
   constructor(db: Db) {
     this.#db = db
@@ -152,14 +152,8 @@ export class Revisions {
     return new Map([...this.#sources.keys()].map((n) => [n, Number(row?.[n] ?? 0)]))
   }
 
-  /** The revisions read now, not shared with anyone (validation of an optimistic request). */
+  /** The revisions read now, not shared (FreshRead shares it; optimistic validation does not). */
   async readNow(): Promise<Map<string, number>> {
-    if (this.#sources.size === 0) return new Map()
-    const { rows } = await this.#db.query(this.sql())
-    return this.parse(rows[0])
-  }
-
-  async #readAll(): Promise<Map<string, number>> {
     if (this.#sources.size === 0) return new Map()
     const { rows } = await this.#db.query(this.sql())
     return this.parse(rows[0])
