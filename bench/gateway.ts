@@ -22,6 +22,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
+import { postgresCpuMs } from './support/postgres-cpu.ts'
 
 function arg(args: string[], name: string): string | undefined {
   return args.find((x) => x.startsWith(`--${name}=`))?.split('=')[1]
@@ -52,8 +53,16 @@ function ask<T>(child: ChildProcess, message: object, key: string): Promise<T> {
 
 async function usage(child: ChildProcess) {
   const u = await ask<NodeJS.CpuUsage & { statements: number }>(child, { cpu: true }, 'cpu')
-  return { cpuMs: (u.user + u.system) / 1000, statements: u.statements }
+  const own = process.cpuUsage()
+  return {
+    cpuMs: (u.user + u.system) / 1000,
+    statements: u.statements,
+    loadMs: (own.user + own.system) / 1000,
+    postgresMs: postgresCpuMs(),
+  }
 }
+
+const perRequest = (ms: number, n: number) => Math.round((ms / n) * 1000) / 1000
 
 async function drive(
   child: ChildProcess,
@@ -61,6 +70,7 @@ async function drive(
   headers: Record<string, string>,
   seconds: number,
   connections: number,
+  embedded: boolean,
 ) {
   const before = await usage(child)
   const r = await autocannon({ url, headers, duration: seconds, connections, pipelining: 1 })
@@ -75,7 +85,13 @@ async function drive(
     requests: r.requests.total,
     non2xx: r.non2xx,
     errors: r.errors,
-    serverCpuMsPerRequest: Math.round(((after.cpuMs - before.cpuMs) / n) * 1000) / 1000,
+    serverCpuMsPerRequest: perRequest(after.cpuMs - before.cpuMs, n),
+    // PostgreSQL's own CPU (every server process on this machine; omitted on PGlite).
+    ...(before.postgresMs !== undefined && after.postgresMs !== undefined && !embedded
+      ? { postgresCpuMsPerRequest: perRequest(after.postgresMs - before.postgresMs, n) }
+      : {}),
+    // autocannon's (this process): the load generator shares the machine.
+    loadGeneratorCpuMsPerRequest: perRequest(after.loadMs - before.loadMs, n),
     // Statements sent to PostgreSQL per request (each a round trip; 0 on PGlite).
     dbStatementsPerRequest: Math.round(((after.statements - before.statements) / n) * 100) / 100,
   }
@@ -97,16 +113,17 @@ export default async function (args: string[]) {
   try {
     const ready = await ask<Ready>(child, {}, 'ready')
     const auth = { authorization: `Bearer ${ready.token}` }
+    const embedded = ready.engine === 'pglite'
     // Warm up both paths (JIT, caches, pool connections).
-    await drive(child, ready.bare, {}, 2, levels[0]!)
-    await drive(child, ready.pipeline, auth, 2, levels[0]!)
+    await drive(child, ready.bare, {}, 2, levels[0]!, embedded)
+    await drive(child, ready.pipeline, auth, 2, levels[0]!, embedded)
     const started = await ask<{ auditEvents: number }>(child, { stats: true }, 'stats')
     const runs = []
     let pipelineRequests = 0
     for (const connections of levels) {
       const load = loadavg()[0]
       if (profile) await ask(child, { profileStart: true }, 'profiling')
-      const bare = await drive(child, ready.bare, {}, seconds, connections)
+      const bare = await drive(child, ready.bare, {}, seconds, connections, embedded)
       if (profile)
         await ask(
           child,
@@ -114,7 +131,7 @@ export default async function (args: string[]) {
           'profiled',
         )
       if (profile) await ask(child, { profileStart: true }, 'profiling')
-      const pipeline = await drive(child, ready.pipeline, auth, seconds, connections)
+      const pipeline = await drive(child, ready.pipeline, auth, seconds, connections, embedded)
       if (profile)
         await ask(
           child,
