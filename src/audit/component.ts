@@ -51,7 +51,7 @@ export async function createAudit(rt: Runtime): Promise<Audit> {
   const sequencer = new AuditSequencer({
     db: rt.db,
     batch: s.maxBatch,
-    delayMs: 25,
+    delayMs: s.integrationDelay,
     pollMs: s.integrationPoll,
     onError: (err) => log.error({ err }, 'audit integration failed; events stay queued'),
     metrics: rt.metrics,

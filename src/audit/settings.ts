@@ -86,10 +86,18 @@ export const auditSettings = defineSettings({
   integrationPoll: {
     env: 'DFLARE_AUDIT_INTEGRATION_POLL',
     key: 'audit.integrationPoll',
-    doc: 'How often the audit host checks the queue for events queued by other processes (its own are integrated within milliseconds).',
+    doc: 'How often the audit host checks the queue for events queued by other processes (its own are integrated after DFLARE_AUDIT_INTEGRATION_DELAY).',
     allowed: 'duration 10ms..60s (e.g. 250ms)',
     default: 250,
     parse: parse.duration(10, 60_000),
+  },
+  integrationDelay: {
+    env: 'DFLARE_AUDIT_INTEGRATION_DELAY',
+    key: 'audit.integrationDelay',
+    doc: 'How long the audit host waits after its own group commits before integrating the queued events into their logs, so that one transaction takes many. Readers never wait for it: queries, checkpoints and the CLI integrate what is queued first.',
+    allowed: 'duration 1ms..10s (e.g. 100ms)',
+    default: 100,
+    parse: parse.duration(1, 10_000),
   },
   maxBatch: {
     env: 'DFLARE_AUDIT_MAX_BATCH',

@@ -4,9 +4,6 @@ import type { EventSink, SecurityEvent } from '../core/events.ts'
 import { canonicalBytes, toRecord } from './event.ts'
 import type { Pseudonymizer } from './pseudonym.ts'
 
-/** The role events are recorded as: it may only add to the queue (audit.queue), nothing else. */
-export const WRITER_ROLE = 'dflare_audit_writer'
-
 /** An event ready to queue: the log it belongs to and its canonical record (the future leaf). */
 export interface PreparedEvent {
   log: string
@@ -24,18 +21,26 @@ export interface AuditSinkOptions {
   pseudonymizer: Pseudonymizer
   /** Most events per group commit. */
   maxBatch: number
-  /** Group commits in flight at once (PostgreSQL flushes concurrent commits together). */
+  /**
+   * Group commits in flight at once (default 1). Events that arrive while a commit is in flight
+   * wait for the next, which takes them all: one statement and one WAL flush for the lot. With
+   * more in flight, commits carry fewer events each and the database does more work per event.
+   */
   concurrency?: number
   /** Told after each group commit, so that the queued events reach the Merkle log soon. */
   onQueued?: () => void
 }
 
-/** Queues prepared events with one statement, inside `q`'s transaction. */
+/**
+ * Queues prepared events with one statement: `audit.enqueue` (migration 0003) inserts them as the
+ * writer role. Inside `q`'s transaction when `q` is one; on the pool it is an autocommit
+ * statement, durable when it returns.
+ */
 export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
-  return q.query(
-    'INSERT INTO audit.queue (log, body) SELECT * FROM unnest($1::text[], $2::text[])',
-    [events.map((e) => e.log), events.map((e) => e.body)],
-  )
+  return q.query('SELECT audit.enqueue($1::text[], $2::text[])', [
+    events.map((e) => e.log),
+    events.map((e) => e.body),
+  ])
 }
 
 /**
@@ -43,8 +48,8 @@ export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
  * the sequencer integrates it into its log. With a caller transaction the event is queued inside
  * it (the state change and its event commit together or not at all; no lock is shared with other
  * writers). Without one, events are group-committed: every event waiting when a commit starts
- * goes into it, and each `record` resolves only after the COMMIT that made its event durable
- * returned. Any failure rejects.
+ * goes into it (one autocommit statement), and each `record` resolves only after the statement
+ * that made its event durable returned. Any failure rejects.
  */
 export class AuditSink implements EventSink {
   readonly #o: AuditSinkOptions
@@ -86,7 +91,7 @@ export class AuditSink implements EventSink {
 
   /** Starts group commits while there is room; each takes everything waiting, up to maxBatch. */
   #pump() {
-    const limit = this.#o.concurrency ?? 4
+    const limit = this.#o.concurrency ?? 1
     while (this.#queue.length > 0 && this.#inFlight < limit) {
       const batch = this.#queue.splice(0, this.#o.maxBatch)
       this.#inFlight++
@@ -99,14 +104,7 @@ export class AuditSink implements EventSink {
 
   async #commit(batch: Pending[]): Promise<void> {
     try {
-      // One write: BEGIN, the INSERT and COMMIT leave together (an INSERT that somehow ran
-      // without its BEGIN would still only queue the events).
-      await this.#o.db.transaction(
-        async (tx) => {
-          enqueue(tx, batch).catch(() => {}) // awaited by the transaction before it commits
-        },
-        { role: WRITER_ROLE, pipelineBegin: true },
-      )
+      await enqueue(this.#o.db, batch)
     } catch (err) {
       for (const p of batch) p.reject(err)
       return

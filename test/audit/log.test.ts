@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test'
 import { canonicalBytes, toRecord } from '../../src/audit/event.ts'
 import { leafHash } from '../../src/audit/merkle.ts'
 import { Pseudonymizer } from '../../src/audit/pseudonym.ts'
+import { AuditSink } from '../../src/audit/sink.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
+import type { Db } from '../../src/core/db/index.ts'
 import { type AuditFixture, auditFixture, event, recordMany } from './helpers.ts'
 
 async function tamper(f: AuditFixture, ...statements: [string, unknown[]?][]) {
@@ -103,6 +105,65 @@ describe('audit log: append, fail closed, minimization', () => {
         /append-only/,
         `owner: ${sql}`,
       )
+  })
+
+  it('audit.enqueue queues as the writer role, for its holders only, and checks its arguments', async () => {
+    // The application role holds the writer role: it can queue through the function...
+    await f.db.transaction(
+      (tx) => tx.query("SELECT audit.enqueue(ARRAY['fn'], ARRAY['{\"v\":1}'])"),
+      { role: 'dflare_app' },
+    )
+    assert.equal(
+      (
+        await f.db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM audit.queue WHERE log = 'fn'",
+        )
+      ).rows[0]!.n,
+      1,
+    )
+    // ...a role without it cannot (EXECUTE is revoked from PUBLIC),
+    await assert.rejects(
+      f.db.transaction((tx) => tx.query("SELECT audit.enqueue(ARRAY['fn'], ARRAY['{}'])"), {
+        role: 'dflare_audit_sequencer',
+      }),
+      /permission denied/,
+    )
+    // and logs and bodies must pair up (unnest would pad the shorter with NULLs).
+    await assert.rejects(
+      f.db.query("SELECT audit.enqueue(ARRAY['fn', 'fn'], ARRAY['{}'])"),
+      /2 logs for 1 bodies/,
+    )
+    await assert.rejects(f.db.query("SELECT audit.enqueue(ARRAY[''], ARRAY['{}'])"), /check/)
+  })
+
+  it('group commits take every event waiting while one is in flight, in one statement', async () => {
+    let statements = 0
+    const counting = Object.create(f.db, {
+      query: {
+        value: (sql: string, params?: never) => {
+          statements++
+          return f.db.query(sql, params)
+        },
+      },
+    }) as Db
+    const sink = new AuditSink({
+      db: counting,
+      clock: f.clock,
+      pseudonymizer: f.audit.pseudonymizer,
+      maxBatch: 1000,
+    })
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        sink.record(event(i, { tenant: 'grouped', correlationId: `g-${i}` })),
+      ),
+    )
+    // The first event goes alone; the other 59 arrived while it was in flight and go together.
+    assert.equal(statements, 2)
+    await f.audit.sequencer.drain()
+    const { rows } = await f.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM audit.events WHERE log = 'grouped'",
+    )
+    assert.equal(rows[0]!.n, 60)
   })
 
   it('many concurrent writers across logs get gapless indexes and a verifying tree', async () => {
