@@ -76,17 +76,42 @@ const list = resourceRoutes({
   entities: { upsert: async () => {}, remove: async () => {} },
   projectExists: async () => false,
 }).find((r) => r.method === 'GET' && r.url === '/tenants/:tenant/clusters')!
-plane.app.get(
-  '/bench/bare',
-  { schema: { querystring: list.schema!.querystring, response: list.schema!.response } },
-  async (request, reply) => {
-    const result = await list.handler({
-      tenant: TENANT,
-      query: request.query,
-    } as unknown as Parameters<typeof list.handler>[0])
-    return reply.code(result.status ?? 200).send(result.body)
-  },
-)
+const bareSchema = {
+  schema: { querystring: list.schema!.querystring, response: list.schema!.response },
+}
+const runList = (request: { query: unknown }) =>
+  list.handler({ tenant: TENANT, query: request.query } as unknown as Parameters<
+    typeof list.handler
+  >[0])
+plane.app.get('/bench/bare', bareSchema, async (request, reply) => {
+  const result = await runList(request)
+  return reply.code(result.status ?? 200).send(result.body)
+})
+// The bare route plus one durable audit event per request through the real sink (group commit,
+// then the sequencer), and nothing else: what the audit log alone costs on this machine.
+plane.app.get('/bench/audited', bareSchema, async (request, reply) => {
+  const started = performance.now()
+  const result = await runList(request)
+  await plane.runtime.events.record({
+    type: 'api.request',
+    tenant: TENANT,
+    actor: { kind: 'service', id: 'bench-client', realm: TENANT },
+    action: 'cluster.list',
+    resource: { type: 'Dflare::Tenant', id: TENANT },
+    outcome: 'success',
+    correlationId: request.id,
+    sourceIp: request.ip,
+    userAgent: request.headers['user-agent']?.slice(0, 256),
+    details: {
+      method: 'GET',
+      route: '/api/v1/tenants/:tenant/clusters',
+      status: 200,
+      latencyMs: Math.round((performance.now() - started) * 100) / 100,
+      policies: ['builtin/tenant-admin'],
+    },
+  })
+  return reply.code(result.status ?? 200).send(result.body)
+})
 const url = await plane.listen()
 const server = {
   url,
@@ -185,6 +210,7 @@ process.send!({
     ca,
     token,
     bare: `${server.url.origin}/bench/bare?limit=10`,
+    audited: `${server.url.origin}/bench/audited?limit=10`,
     pipeline: `${server.url.origin}/api/v1/tenants/${TENANT}/clusters?limit=10`,
   },
 })
