@@ -372,7 +372,7 @@ export async function registerApi(
               resource: s.resource!,
               call,
             }
-            const audited = (result: ApiResult, status: number) => ({
+            const audited = (result: ApiResult) => ({
               action: route.action,
               resource: result.auditResource ?? {
                 type: s.resource!.uid.type,
@@ -391,7 +391,7 @@ export async function registerApi(
                   tx: undefined,
                 }),
               )
-              await record(request, audited(result, result.status ?? 200), result.status ?? 200)
+              await record(request, audited(result), result.status ?? 200)
             } else {
               const key = parseIdempotencyKey(request.headers['idempotency-key'])
               result = await deps.db.transaction(async (tx) => {
@@ -411,7 +411,7 @@ export async function registerApi(
                     }
                   : await route.handler({ ...base, tx })
                 const status = r.status ?? 200
-                await record(request, audited(r, status), status, tx)
+                await record(request, audited(r), status, tx)
                 if (scope && !previous) await remember(tx, scope, { status, body: r.body })
                 return r
               })
