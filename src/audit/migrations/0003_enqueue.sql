@@ -15,3 +15,6 @@ END $$;
 ALTER FUNCTION audit.enqueue(text[], text[]) OWNER TO dflare_audit_writer;
 REVOKE ALL ON FUNCTION audit.enqueue(text[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.enqueue(text[], text[]) TO dflare_audit_writer;
+-- The control plane's own connection (the user that migrates) calls it for group commits, whether
+-- or not its membership in the writer role inherits privileges.
+GRANT EXECUTE ON FUNCTION audit.enqueue(text[], text[]) TO CURRENT_USER;
