@@ -10,17 +10,20 @@
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
  *   limits, the PDP, all strongly consistent (optimistic: validated with the read's BEGIN), the
  *   same read, and one audit event durably queued (group commit) before the response leaves.
- * autocannon drives each from this process over loopback, at each concurrency level in turn.
+ * autocannon drives each from this process over loopback, at each concurrency level in turn; at
+ * each level the targets take turns in `--slices` slices (default 4, `--seconds` split between
+ * them), and each target's figures are over all of its slices (latency percentiles from every
+ * response's time).
  * Server CPU per request (child process only; the database server is not included) is reported
  * as well: it is steadier than req/s on a shared machine.
  *
- *   npm run bench -- gateway --json [--seconds=8] [--connections=2,4,8,32] [--profile=DIR]
- *     [--no-audited]
+ *   npm run bench -- gateway --json [--seconds=8] [--slices=4] [--connections=2,4,8,32]
+ *     [--profile=DIR] [--no-audited]
  *
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
- * `--profile=DIR` writes a V8 CPU profile of the server process during each run
- * (`DIR/{bare,pipeline}-<connections>.cpuprofile`, for Chrome DevTools).
+ * `--profile=DIR` writes a V8 CPU profile of the server process during each target's run
+ * (`DIR/{bare,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one slice each).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { loadavg } from 'node:os'
@@ -69,36 +72,79 @@ async function usage(child: ChildProcess) {
 
 const perRequest = (ms: number, n: number) => Math.round((ms / n) * 1000) / 1000
 
-async function drive(
-  child: ChildProcess,
-  url: string,
-  headers: Record<string, string>,
-  seconds: number,
-  connections: number,
-  embedded: boolean,
-) {
-  const before = await usage(child)
-  const r = await autocannon({ url, headers, duration: seconds, connections, pipelining: 1 })
-  const after = await usage(child)
-  const n = Math.max(1, r.requests.total)
-  return {
-    requestsPerSecond: Math.round(r.requests.average),
-    p50Ms: r.latency.p50,
-    p90Ms: r.latency.p90,
-    p99Ms: r.latency.p99,
-    maxMs: r.latency.max,
-    requests: r.requests.total,
-    non2xx: r.non2xx,
-    errors: r.errors,
-    serverCpuMsPerRequest: perRequest(after.cpuMs - before.cpuMs, n),
-    // PostgreSQL's own CPU (every server process on this machine; omitted on PGlite).
-    ...(before.postgresMs !== undefined && after.postgresMs !== undefined && !embedded
-      ? { postgresCpuMsPerRequest: perRequest(after.postgresMs - before.postgresMs, n) }
-      : {}),
-    // autocannon's (this process): the load generator shares the machine.
-    loadGeneratorCpuMsPerRequest: perRequest(after.loadMs - before.loadMs, n),
-    // Statements sent to PostgreSQL per request (each a round trip; 0 on PGlite).
-    dbStatementsPerRequest: Math.round(((after.statements - before.statements) / n) * 100) / 100,
+/** The q-quantile of sorted values (nearest rank). */
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+}
+
+/** One target's requests, latencies and CPU over all of its slices at one level. */
+class Tally {
+  readonly latencies: number[] = []
+  requests = 0
+  seconds = 0
+  non2xx = 0
+  errors = 0
+  serverMs = 0
+  postgresMs: number | undefined = 0
+  loadMs = 0
+  statements = 0
+
+  /** Drives `url` for `seconds` and adds the slice. */
+  async slice(
+    child: ChildProcess,
+    url: string,
+    headers: Record<string, string>,
+    seconds: number,
+    connections: number,
+  ) {
+    const before = await usage(child)
+    const r = await new Promise<autocannon.Result>((resolve, reject) => {
+      const instance = autocannon(
+        { url, headers, duration: seconds, connections, pipelining: 1 },
+        (err, result) => (err ? reject(err) : resolve(result)),
+      )
+      instance.on('response', (_client, _status, _bytes, ms) => this.latencies.push(ms))
+    })
+    const after = await usage(child)
+    this.requests += r.requests.total
+    this.seconds += r.duration
+    this.non2xx += r.non2xx
+    this.errors += r.errors
+    this.serverMs += after.cpuMs - before.cpuMs
+    this.loadMs += after.loadMs - before.loadMs
+    this.statements += after.statements - before.statements
+    this.postgresMs =
+      this.postgresMs !== undefined &&
+      before.postgresMs !== undefined &&
+      after.postgresMs !== undefined
+        ? this.postgresMs + after.postgresMs - before.postgresMs
+        : undefined
+  }
+
+  report(embedded: boolean) {
+    const sorted = this.latencies.sort((a, b) => a - b)
+    const n = Math.max(1, this.requests)
+    const ms = (v: number) => Math.round(v * 100) / 100
+    return {
+      requestsPerSecond: Math.round(this.requests / Math.max(this.seconds, 1e-9)),
+      p50Ms: ms(quantile(sorted, 0.5)),
+      p90Ms: ms(quantile(sorted, 0.9)),
+      p99Ms: ms(quantile(sorted, 0.99)),
+      maxMs: ms(sorted[sorted.length - 1] ?? 0),
+      requests: this.requests,
+      non2xx: this.non2xx,
+      errors: this.errors,
+      serverCpuMsPerRequest: perRequest(this.serverMs, n),
+      // PostgreSQL's own CPU (every server process on this machine; omitted on PGlite).
+      ...(this.postgresMs !== undefined && !embedded
+        ? { postgresCpuMsPerRequest: perRequest(this.postgresMs, n) }
+        : {}),
+      // autocannon's (this process): the load generator shares the machine.
+      loadGeneratorCpuMsPerRequest: perRequest(this.loadMs, n),
+      // Statements sent to PostgreSQL per request (each a round trip; 0 on PGlite).
+      dbStatementsPerRequest: Math.round((this.statements / n) * 100) / 100,
+    }
   }
 }
 
@@ -106,6 +152,8 @@ export default async function (args: string[]) {
   const seconds = Number(arg(args, 'seconds') ?? 8)
   const levels = (arg(args, 'connections') ?? '2,4,8,32').split(',').map(Number)
   const profile = arg(args, 'profile')
+  // A CPU profile covers one slice per target: profiling runs each target once per level.
+  const slices = profile ? 1 : Number(arg(args, 'slices') ?? 4)
   const withAudited = !args.includes('--no-audited')
   const databaseUrl = process.env.DFLARE_TEST_DATABASE_URL || process.env.DATABASE_URL
   const child = fork(new URL('./support/gateway-server.ts', import.meta.url), [], {
@@ -120,47 +168,46 @@ export default async function (args: string[]) {
     const ready = await ask<Ready>(child, {}, 'ready')
     const auth = { authorization: `Bearer ${ready.token}` }
     const embedded = ready.engine === 'pglite'
-    // Warm up both paths (JIT, caches, pool connections).
-    await drive(child, ready.bare, {}, 2, levels[0]!, embedded)
-    await drive(child, ready.pipeline, auth, 2, levels[0]!, embedded)
+    const targets = [
+      { name: 'bare', url: ready.bare, headers: {} },
+      ...(withAudited ? [{ name: 'audited', url: ready.audited, headers: {} }] : []),
+      { name: 'pipeline', url: ready.pipeline, headers: auth },
+    ]
+    // Warm up every path (JIT, caches, pool connections).
+    for (const t of targets) await new Tally().slice(child, t.url, t.headers, 2, levels[0]!)
     const started = await ask<{ auditEvents: number }>(child, { stats: true }, 'stats')
     const runs = []
     let auditedRequests = 0
     for (const connections of levels) {
       const load = loadavg()[0]
-      if (profile) await ask(child, { profileStart: true }, 'profiling')
-      const bare = await drive(child, ready.bare, {}, seconds, connections, embedded)
-      const audited = withAudited
-        ? await drive(child, ready.audited, {}, seconds, connections, embedded)
-        : undefined
-      if (profile)
-        await ask(
-          child,
-          { profileStop: join(profile, `bare-${connections}.cpuprofile`) },
-          'profiled',
-        )
-      if (profile) await ask(child, { profileStart: true }, 'profiling')
-      const pipeline = await drive(child, ready.pipeline, auth, seconds, connections, embedded)
-      if (profile)
-        await ask(
-          child,
-          { profileStop: join(profile, `pipeline-${connections}.cpuprofile`) },
-          'profiled',
-        )
+      const tallies = new Map(targets.map((t) => [t.name, new Tally()]))
+      // The targets take turns, slice by slice, so that the machine's slower and faster
+      // moments (other tenants of the host, background work) fall on all of them alike.
+      for (let i = 0; i < slices; i++)
+        for (const t of targets) {
+          if (profile) await ask(child, { profileStart: true }, 'profiling')
+          await tallies.get(t.name)!.slice(child, t.url, t.headers, seconds / slices, connections)
+          if (profile)
+            await ask(
+              child,
+              { profileStop: join(profile, `${t.name}-${connections}.cpuprofile`) },
+              'profiled',
+            )
+        }
+      const bare = tallies.get('bare')!.report(embedded)
+      const audited = tallies.get('audited')?.report(embedded)
+      const pipeline = tallies.get('pipeline')!.report(embedded)
       auditedRequests += pipeline.requests + (audited?.requests ?? 0)
+      const ratio = (a: { requestsPerSecond: number }) =>
+        Math.round((a.requestsPerSecond / bare.requestsPerSecond) * 100) / 100
       runs.push({
         connections,
         loadAverageAtStart: Math.round(load * 100) / 100,
         bare,
         ...(audited ? { audited } : {}),
         pipeline,
-        ratio: Math.round((pipeline.requestsPerSecond / bare.requestsPerSecond) * 100) / 100,
-        ...(audited
-          ? {
-              auditedRatio:
-                Math.round((audited.requestsPerSecond / bare.requestsPerSecond) * 100) / 100,
-            }
-          : {}),
+        ratio: ratio(pipeline),
+        ...(audited ? { auditedRatio: ratio(audited) } : {}),
         cpuRatio:
           Math.round((bare.serverCpuMsPerRequest / pipeline.serverCpuMsPerRequest) * 100) / 100,
         targetMet:
@@ -179,6 +226,7 @@ export default async function (args: string[]) {
           }
         : {}),
       seconds,
+      slices,
       pipelining: 1,
       principal: 'tenant service account (client-credentials access token, RS256)',
       runs,
