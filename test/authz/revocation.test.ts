@@ -30,8 +30,11 @@ async function twoHandles() {
     writerDb: t.db,
     readerDb: other,
     async close() {
-      if (other !== t.db) await other.close()
-      await t.close()
+      try {
+        if (other !== t.db) await other.close()
+      } finally {
+        await t.close()
+      }
     },
   }
 }

@@ -59,8 +59,12 @@ export async function freshDatabase(): Promise<TestDatabase> {
     db,
     url: created.url,
     async close() {
-      await db.close()
-      await created.drop()
+      // Tests that take the database away on purpose (outages) close it first: drop it anyway.
+      try {
+        await db.close()
+      } finally {
+        await created.drop()
+      }
     },
   }
 }

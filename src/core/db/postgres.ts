@@ -108,6 +108,7 @@ export class PostgresDb implements Db {
   #listener: pg.Client | undefined
   #listenerReady: Promise<pg.Client> | undefined
   readonly #handlers = new Map<string, Set<NotificationHandler>>()
+  #closed = false
 
   constructor(options: PostgresOptions) {
     this.#url = options.url
@@ -278,7 +279,10 @@ export class PostgresDb implements Db {
     return this.#listenerReady
   }
 
+  /** Ends the pool and the listener; closing again does nothing. */
   async close() {
+    if (this.#closed) return
+    this.#closed = true
     const listener = this.#listener
     this.#listener = undefined
     this.#listenerReady = undefined

@@ -201,6 +201,17 @@ describe(`core/db on ${testEngine}`, () => {
   })
 })
 
+describe(`closing on ${testEngine}`, () => {
+  it('closing twice is harmless, and a closed database refuses queries', async () => {
+    const t = await freshDatabase()
+    const db = t.db
+    await db.close()
+    await db.close()
+    await assert.rejects(db.query('SELECT 1'))
+    await t.close() // the test helper closes again, then drops the database
+  })
+})
+
 describe(`migrations on ${testEngine}`, () => {
   it('applies each migration once, in order, and records it', async () => {
     const t = await freshDatabase()
