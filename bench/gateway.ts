@@ -1,6 +1,6 @@
 /**
  * Gateway overhead. The real control plane (as `dflare up` composes it) runs in a child process;
- * one Fastify instance, one TLS listener, serves both
+ * one Fastify instance, one TLS listener, serves three targets:
  * - `bare`: a route that runs the API's list handler itself (a read-only transaction as
  *   `dflare_app` with `dflare.tenant` set, the same response schema) and nothing else,
  * - `audited`: the bare route plus one durable audit event through the real sink (what the
@@ -14,8 +14,9 @@
  * each level the targets take turns in `--slices` slices (default 4, `--seconds` split between
  * them), and each target's figures are over all of its slices (latency percentiles from every
  * response's time).
- * Server CPU per request (child process only; the database server is not included) is reported
- * as well: it is steadier than req/s on a shared machine.
+ * CPU per request is reported as well, steadier than req/s on a shared machine: the server
+ * process's, PostgreSQL's (every server process on this machine, so only with a local server)
+ * and the load generator's (this process).
  *
  *   npm run bench -- gateway --json [--seconds=8] [--slices=4] [--connections=2,4,8,32]
  *     [--profile=DIR] [--no-audited]
