@@ -10,7 +10,8 @@ import type { Driver } from './drivers/types.ts'
 import { renderAll } from './render/index.ts'
 import { allocate, type Resources } from './resources.ts'
 import type { isolationSettings } from './settings.ts'
-import { parseSpecText, TENANT_NAME, type TenantSpec, validateSpec } from './spec.ts'
+import { readSpec, TENANT_NAME, type TenantSpec } from './spec.ts'
+import { insertSpec, loadSpec, type SpecRecord, specHash } from './spec-store.ts'
 import {
   type Change,
   type DesiredObject,
@@ -85,14 +86,6 @@ export interface ApplyResult {
 
 export type Progress = (p: { done: number; total: number; change: Change }) => void
 
-export interface SpecRecord {
-  tenant: string
-  version: number
-  hash: string
-  spec: TenantSpec
-  createdAt: Date
-}
-
 type Action = keyof typeof CEDAR_ACTION
 
 class DryRun extends Error {
@@ -121,67 +114,33 @@ export class IsolationService {
   async putSpec(caller: Caller, tenant: string, input: string | unknown) {
     checkName(tenant)
     await this.#authorize(caller, 'PutTenantSpec', tenant)
-    const spec =
-      typeof input === 'string' ? parseSpecText(input, tenant) : validateSpec(input, tenant)
+    const spec = readSpec(input, tenant)
     return this.#d.db.transaction((tx) => this.#storeSpec(tx, caller, spec))
   }
 
   async getSpec(caller: Caller, tenant: string, version?: number): Promise<SpecRecord> {
     checkName(tenant)
     await this.#authorize(caller, 'ReadTenantSpec', tenant)
-    const rec = await this.#loadSpec(this.#d.db, tenant, version)
+    const rec = await loadSpec(this.#d.db, tenant, version)
     if (!rec)
       throw problems.notFound(`Tenant ${tenant} has no spec${version ? ` version ${version}` : ''}`)
     return rec
   }
 
   async #storeSpec(tx: Transaction, caller: Caller, spec: TenantSpec) {
-    const hash = sha256(canonicalize(spec)!)
+    const hash = specHash(spec)
     // The tenant row serializes versions of one tenant.
     await this.#lockTenant(tx, spec.tenant, spec.fabric)
-    const latest = await this.#loadSpec(tx, spec.tenant)
+    const latest = await loadSpec(tx, spec.tenant)
     if (latest?.hash === hash) return { version: latest.version, hash, created: false }
     const version = (latest?.version ?? 0) + 1
-    await tx.query(
-      `INSERT INTO isolation.specs (tenant, version, spec, spec_hash, created_at, created_by)
-       VALUES ($1, $2, $3, $4, $5, $6)`,
-      [
-        spec.tenant,
-        version,
-        spec as unknown as Record<string, unknown>,
-        hash,
-        this.#now(),
-        caller.actor.id,
-      ],
-    )
+    const record = { tenant: spec.tenant, version, hash, spec, createdAt: this.#now() }
+    await insertSpec(tx, record, caller.actor.id)
     await this.#event(tx, caller, 'isolation.spec', 'PutTenantSpec', spec.tenant, 'success', {
       specVersion: version,
       specHash: hash,
     })
     return { version, hash, created: true }
-  }
-
-  async #loadSpec(q: Db | Transaction, tenant: string, version?: number) {
-    const res = await q.query<{
-      version: number
-      spec: TenantSpec
-      spec_hash: string
-      created_at: Date
-    }>(
-      version
-        ? 'SELECT version, spec, spec_hash, created_at FROM isolation.specs WHERE tenant = $1 AND version = $2'
-        : 'SELECT version, spec, spec_hash, created_at FROM isolation.specs WHERE tenant = $1 ORDER BY version DESC LIMIT 1',
-      version ? [tenant, version] : [tenant],
-    )
-    const row = res.rows[0]
-    if (!row) return undefined
-    return {
-      tenant,
-      version: row.version,
-      hash: row.spec_hash,
-      spec: row.spec,
-      createdAt: new Date(row.created_at),
-    } satisfies SpecRecord
   }
 
   // --- plan ----------------------------------------------------------------------------------
@@ -198,12 +157,7 @@ export class IsolationService {
   ): Promise<Plan> {
     checkName(tenant)
     await this.#authorize(caller, 'PlanTenant', tenant)
-    let draft: TenantSpec | undefined
-    if (opts.spec !== undefined)
-      draft =
-        typeof opts.spec === 'string'
-          ? parseSpecText(opts.spec, tenant)
-          : validateSpec(opts.spec, tenant)
+    const draft = opts.spec === undefined ? undefined : readSpec(opts.spec, tenant)
     return this.#dryRun((tx) => this.#planApply(tx, tenant, draft))
   }
 
@@ -227,9 +181,9 @@ export class IsolationService {
 
   /** Allocates and renders the latest spec (or a draft, as the version it would become). */
   async #planApply(tx: Transaction, tenant: string, draft?: TenantSpec): Promise<Plan> {
-    let rec = await this.#loadSpec(tx, tenant)
+    let rec = await loadSpec(tx, tenant)
     if (draft) {
-      const hash = sha256(canonicalize(draft)!)
+      const hash = specHash(draft)
       if (rec?.hash !== hash)
         rec = {
           tenant,
@@ -290,13 +244,9 @@ export class IsolationService {
     checkName(tenant)
     await this.#authorize(caller, 'ApplyTenant', tenant)
     let spec: TenantSpec | undefined
-    if (opts.spec !== undefined)
-      spec =
-        typeof opts.spec === 'string'
-          ? parseSpecText(opts.spec, tenant)
-          : validateSpec(opts.spec, tenant)
+    if (opts.spec !== undefined) spec = readSpec(opts.spec, tenant)
     else if (opts.version !== undefined) {
-      const old = await this.#loadSpec(this.#d.db, tenant, opts.version)
+      const old = await loadSpec(this.#d.db, tenant, opts.version)
       if (!old) throw problems.notFound(`Tenant ${tenant} has no spec version ${opts.version}`)
       spec = old.spec
     }

@@ -427,3 +427,8 @@ export function parseSpecText(text: string, tenant: string): TenantSpec {
 function firstLine(err: unknown) {
   return String((err as Error).message ?? err).split('\n')[0]
 }
+
+/** A spec as YAML/JSON text (parsed, then validated) or as an already parsed document. */
+export function readSpec(input: string | unknown, tenant: string): TenantSpec {
+  return typeof input === 'string' ? parseSpecText(input, tenant) : validateSpec(input, tenant)
+}
