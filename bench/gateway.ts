@@ -1,11 +1,14 @@
 /**
  * Gateway overhead. The real control plane (as `dflare up` composes it) runs in a child process;
- * one Fastify instance, one TLS listener, serves three targets:
+ * one Fastify instance, one TLS listener, serves four targets:
  * - `bare`: a route that runs the API's list handler itself (a read-only transaction as
  *   `dflare_app` with `dflare.tenant` set, the same response schema) and nothing else,
+ * - `durable`: the bare route plus one row inserted by an autocommit statement, no audit code:
+ *   the cheapest durable record of a request (its own WAL flush). Where requests seldom overlap
+ *   (few connections), so that flushes cannot be shared, `durableRatio` bounds what any design
+ *   that makes something durable in the database before each response can reach on the machine,
  * - `audited`: the bare route plus one durable audit event through the real sink (what the
- *   audit log alone costs: `auditedRatio` bounds what any pipeline with a durable event per
- *   request can reach on the machine), and
+ *   audit log alone costs: `auditedRatio` bounds what the pipeline can reach), and
  * - `pipeline`: `GET /api/v1/tenants/bench/clusters?limit=10` through the full gateway: JWT
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
  *   limits, the PDP, all strongly consistent (optimistic: validated with the read's BEGIN), the
@@ -19,12 +22,12 @@
  * and the load generator's (this process).
  *
  *   npm run bench -- gateway --json [--seconds=8] [--slices=4] [--connections=2,4,8,32]
- *     [--profile=DIR] [--no-audited]
+ *     [--profile=DIR] [--no-durable] [--no-audited]
  *
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
  * `--profile=DIR` writes a V8 CPU profile of the server process during each target's run
- * (`DIR/{bare,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one slice each).
+ * (`DIR/{bare,durable,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one slice each).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { loadavg } from 'node:os'
@@ -41,6 +44,7 @@ interface Ready {
   ca: string
   token: string
   bare: string
+  durable: string
   audited: string
   pipeline: string
 }
@@ -155,6 +159,7 @@ export default async function (args: string[]) {
   const profile = arg(args, 'profile')
   // A CPU profile covers one slice per target: profiling runs each target once per level.
   const slices = profile ? 1 : Number(arg(args, 'slices') ?? 4)
+  const withDurable = !args.includes('--no-durable')
   const withAudited = !args.includes('--no-audited')
   const databaseUrl = process.env.DFLARE_TEST_DATABASE_URL || process.env.DATABASE_URL
   const child = fork(new URL('./support/gateway-server.ts', import.meta.url), [], {
@@ -171,6 +176,7 @@ export default async function (args: string[]) {
     const embedded = ready.engine === 'pglite'
     const targets = [
       { name: 'bare', url: ready.bare, headers: {} },
+      ...(withDurable ? [{ name: 'durable', url: ready.durable, headers: {} }] : []),
       ...(withAudited ? [{ name: 'audited', url: ready.audited, headers: {} }] : []),
       { name: 'pipeline', url: ready.pipeline, headers: auth },
     ]
@@ -196,6 +202,7 @@ export default async function (args: string[]) {
             )
         }
       const bare = tallies.get('bare')!.report(embedded)
+      const durable = tallies.get('durable')?.report(embedded)
       const audited = tallies.get('audited')?.report(embedded)
       const pipeline = tallies.get('pipeline')!.report(embedded)
       auditedRequests += pipeline.requests + (audited?.requests ?? 0)
@@ -205,9 +212,11 @@ export default async function (args: string[]) {
         connections,
         loadAverageAtStart: Math.round(load * 100) / 100,
         bare,
+        ...(durable ? { durable } : {}),
         ...(audited ? { audited } : {}),
         pipeline,
         ratio: ratio(pipeline),
+        ...(durable ? { durableRatio: ratio(durable) } : {}),
         ...(audited ? { auditedRatio: ratio(audited) } : {}),
         cpuRatio:
           Math.round((bare.serverCpuMsPerRequest / pipeline.serverCpuMsPerRequest) * 100) / 100,

@@ -3,7 +3,8 @@
  * generator never shares its event loop: the real control plane exactly as `dflare up` composes
  * it (IAM token verification with revocation checks, the PDP, the audit log's group-committing
  * sink), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
- * does the API handler's database read without authentication, authorization or audit.
+ * does the API handler's database read without authentication, authorization or audit, and two
+ * reference routes beside it (the same read plus one durable row, and plus one audit event).
  *
  * Set-up goes through the public API only: the bootstrap platform client creates tenant `bench`,
  * a service account with the tenant-admin role and a few clusters; the service account's
@@ -112,6 +113,17 @@ plane.app.get('/bench/audited', bareSchema, async (request, reply) => {
   })
   return reply.code(result.status ?? 200).send(result.body)
 })
+// The bare route plus the least any durable record of a request can cost: one row inserted by an
+// autocommit statement (its own WAL flush), with no audit code at all. The floor under `audited`
+// and `pipeline` on this machine, for any design that makes something durable per request.
+await db.query(
+  'CREATE TABLE bench_durable (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, correlation_id text NOT NULL)',
+)
+plane.app.get('/bench/durable', bareSchema, async (request, reply) => {
+  const result = await runList(request)
+  await db.query('INSERT INTO bench_durable (correlation_id) VALUES ($1)', [request.id])
+  return reply.code(result.status ?? 200).send(result.body)
+})
 const url = await plane.listen()
 const server = {
   url,
@@ -210,6 +222,7 @@ process.send!({
     ca,
     token,
     bare: `${server.url.origin}/bench/bare?limit=10`,
+    durable: `${server.url.origin}/bench/durable?limit=10`,
     audited: `${server.url.origin}/bench/audited?limit=10`,
     pipeline: `${server.url.origin}/api/v1/tenants/${TENANT}/clusters?limit=10`,
   },
