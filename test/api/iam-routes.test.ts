@@ -370,6 +370,31 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
         ids,
       )
     }
+    // Service accounts page in SQL, by client id, without the tenant's other clients.
+    const robot = await call('POST', '/tenants/acme/service-accounts', alice, {
+      name: 'robot',
+      clientId: 'zz-robot-1',
+    })
+    assert.equal(robot.status, 201, robot.body)
+    const sa1 = await call('GET', '/tenants/acme/service-accounts?limit=1', alice)
+    assert.deepEqual(
+      sa1.json().items.map((i: { clientId: string }) => i.clientId),
+      [saId],
+    )
+    const sa2 = await call(
+      'GET',
+      `/tenants/acme/service-accounts?limit=1&cursor=${sa1.json().next_cursor}`,
+      alice,
+    )
+    assert.deepEqual(
+      sa2.json().items.map((i: { clientId: string }) => i.clientId),
+      ['zz-robot-1'],
+    )
+    assert.equal(sa2.json().next_cursor, undefined)
+    assert.equal(
+      (await call('DELETE', '/tenants/acme/service-accounts/zz-robot-1', alice)).status,
+      204,
+    )
     const one = await call('GET', `/tenants/acme/users/${carol}`, alice)
     assert.equal(one.json().username, 'carol')
     // Reads are audited too, one event each.

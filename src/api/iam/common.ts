@@ -48,13 +48,16 @@ export const listOf = (item: JsonSchema): JsonSchema => ({
 export type ListQuery = { limit: number; cursor?: string }
 export type T = { tenant: string }
 
-/** A page of an already-loaded list, ordered by `key` (the lists are per tenant and small). */
 /** The keyset page a list query asks for: one row more than the limit tells if there is a next. */
 export const keyset = (query: ListQuery) => ({
   after: decodeCursor(query.cursor),
   limit: query.limit + 1,
 })
 
+/**
+ * A page of an already-loaded list, ordered by `key`: for lists bounded by nature (a user's
+ * passkeys); anything that grows with a tenant pages in SQL (`keyset`).
+ */
 export function paged<R>(rows: R[], query: ListQuery, key: (r: R) => string) {
   const after = decodeCursor(query.cursor)
   const sorted = rows

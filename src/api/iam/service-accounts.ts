@@ -8,17 +8,18 @@ import {
   rotateClientSecret,
 } from '../../iam/admin/clients.ts'
 import { uid } from '../../iam/admin/context.ts'
+import { page } from '../pagination.ts'
 import { tenantParam } from '../schemas.ts'
 import {
   audited,
   auditOf,
   clientId,
   type IdentityContext,
+  keyset,
   type ListQuery,
   listOf,
   listQuery,
   newEntity,
-  paged,
   params,
   refuseIdempotentSecret,
   type T,
@@ -92,8 +93,8 @@ export function serviceAccountRoutes(ctx: IdentityContext): AnyApiRoute[] {
       },
       resource: ({ tenant }) => tenantRef(tenant),
       handler: async ({ tenant, query }) => {
-        const all = (await listClients(admin, tenant)).filter((c) => c.serviceAccount)
-        const p = paged(all, query, (c) => c.clientId)
+        const rows = await listClients(admin, tenant, { serviceAccounts: true, ...keyset(query) })
+        const p = page(rows, query.limit, (c) => c.clientId)
         return { body: { ...p, items: p.items.map(view) } }
       },
     }),

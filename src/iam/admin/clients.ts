@@ -10,6 +10,7 @@ import {
   ref,
   uid,
 } from './context.ts'
+import type { KeysetPage } from './directory.ts'
 
 /**
  * OAuth clients of a realm. A service account is a confidential client allowed the
@@ -233,7 +234,12 @@ export async function rotateClientSecret(
   return secret
 }
 
-export async function listClients(deps: Pick<AdminDeps, 'db'>, realm: string): Promise<Client[]> {
+/** A realm's clients by client id (bytewise, as cursors compare), optionally only service accounts. */
+export async function listClients(
+  deps: Pick<AdminDeps, 'db'>,
+  realm: string,
+  options: KeysetPage & { serviceAccounts?: boolean } = {},
+): Promise<Client[]> {
   const { rows } = await deps.db.query<{
     client_id: string
     name: string
@@ -241,8 +247,11 @@ export async function listClients(deps: Pick<AdminDeps, 'db'>, realm: string): P
     metadata: Record<string, unknown>
     created_at: Date
   }>(
-    'SELECT client_id, name, service_account, metadata, created_at FROM iam.clients WHERE realm = $1 ORDER BY client_id',
-    [realm],
+    `SELECT client_id, name, service_account, metadata, created_at FROM iam.clients
+      WHERE realm = $1 AND ($2::boolean IS NULL OR service_account = $2)
+        AND ($3::text IS NULL OR client_id COLLATE "C" > $3)
+      ORDER BY client_id COLLATE "C" LIMIT $4`,
+    [realm, options.serviceAccounts ?? null, options.after ?? null, options.limit ?? null],
   )
   return rows.map((r) => ({
     clientId: r.client_id,
