@@ -113,9 +113,9 @@ plane.app.get('/bench/audited', bareSchema, async (request, reply) => {
   })
   return reply.code(result.status ?? 200).send(result.body)
 })
-// The bare route plus the least any durable record of a request can cost: one row inserted by an
-// autocommit statement (its own WAL flush), with no audit code at all. The floor under `audited`
-// and `pipeline` on this machine, for any design that makes something durable per request.
+// The bare route plus the least a durable record of a request can cost: one row inserted by an
+// autocommit statement (its own WAL flush), with no audit code at all. Where requests seldom
+// overlap, so that flushes cannot be shared, the floor under `audited` and `pipeline`.
 await db.query(
   'CREATE TABLE bench_durable (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, correlation_id text NOT NULL)',
 )

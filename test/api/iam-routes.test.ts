@@ -370,7 +370,11 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
         ids,
       )
     }
-    // Service accounts page in SQL, by client id, without the tenant's other clients.
+    // Service accounts page in SQL, by client id, without the tenant's other clients (a web
+    // client sorting between the two must not take a place on a page).
+    await w.db.query(
+      "INSERT INTO iam.clients (realm, client_id, name, metadata) VALUES ('acme', 'sb-web', 'web', '{}')",
+    )
     const robot = await call('POST', '/tenants/acme/service-accounts', alice, {
       name: 'robot',
       clientId: 'zz-robot-1',
@@ -395,6 +399,7 @@ describe('identity API: tenants, directory, service accounts, sessions, role bin
       (await call('DELETE', '/tenants/acme/service-accounts/zz-robot-1', alice)).status,
       204,
     )
+    await w.db.query("DELETE FROM iam.clients WHERE realm = 'acme' AND client_id = 'sb-web'")
     const one = await call('GET', `/tenants/acme/users/${carol}`, alice)
     assert.equal(one.json().username, 'carol')
     // Reads are audited too, one event each.
