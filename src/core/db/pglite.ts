@@ -4,7 +4,7 @@ import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
 import { takePiggyback } from './piggyback.ts'
-import { applyLocals, parseInt8 } from './postgres.ts'
+import { beginStatements, parseInt8 } from './postgres.ts'
 import type {
   Db,
   NotificationHandler,
@@ -95,21 +95,28 @@ export class PgliteDb implements Db {
           query: (sql, params) => issued.track(run(inner, sql, params)),
           exec: (sql) => issued.track(inner.exec(sql).then(() => undefined)),
         }
-        if (options.isolation && options.isolation !== 'read committed') {
-          await tx.query(`SET TRANSACTION ISOLATION LEVEL ${options.isolation.toUpperCase()}`)
-        }
-        if (options.readOnly) await tx.query('SET TRANSACTION READ ONLY')
-        if (piggyback) {
+        // Mode, piggybacked read, role and settings in one call (each call crosses into WASM).
+        const begin = beginStatements(options, piggyback?.sql, 'SET TRANSACTION')
+        if (begin.text) {
+          let results: Awaited<ReturnType<PGliteTx['exec']>>
           try {
-            const { rows } = await tx.query(piggyback.sql)
-            if (!rows[0]) throw new Error('the piggybacked read returned no row')
-            piggyback.deliver(rows[0])
+            results = await inner.exec(begin.text)
           } catch (err) {
-            piggyback.fail(err)
+            piggyback?.fail(err)
             throw err
           }
+          if (piggyback) {
+            const row = results[begin.piggybackAt]?.rows[0]
+            if (!row) {
+              const err = new Error('the piggybacked read returned no row')
+              piggyback.fail(err)
+              throw err
+            }
+            piggyback.deliver(row)
+          }
         }
-        await applyLocals(tx, options)
+        for (const [name, value] of begin.params)
+          await tx.query('SELECT set_config($1, $2, true)', [name, value])
         const result = await fn(tx)
         // Statements the caller did not wait for must succeed before the commit.
         await issued.all()

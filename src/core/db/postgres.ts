@@ -51,19 +51,26 @@ const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
  * transaction is aborted and every statement after it fails too. Only names and values of a
  * plain character set are written into the text; anything else is set with a parameter, sent
  * right behind it (on a pipelined connection, before anything the caller sends). Throws on a
- * role name that is not a plain identifier.
+ * role name that is not a plain identifier. Inside a transaction already begun (PGlite's),
+ * `opening` is `SET TRANSACTION`, written only when the mode is not the default; `text` is then
+ * empty when there is nothing to set. `piggybackAt` is the index of the piggybacked read's result.
  */
 export function beginStatements(
   options: TransactionOptions = {},
   piggyback?: string,
+  opening: 'BEGIN' | 'SET TRANSACTION' = 'BEGIN',
 ): {
   text: string
   params: [string, string][]
+  piggybackAt: number
 } {
   const isolation = options.isolation ?? 'read committed'
-  const statements = [
-    `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}${options.readOnly ? ' READ ONLY' : ''}`,
-  ]
+  const statements: string[] = []
+  if (opening === 'BEGIN' || isolation !== 'read committed' || options.readOnly)
+    statements.push(
+      `${opening} ISOLATION LEVEL ${isolation.toUpperCase()}${options.readOnly ? ' READ ONLY' : ''}`,
+    )
+  const piggybackAt = statements.length
   // A piggybacked read (core/db/piggyback.ts) runs right after BEGIN, as the connecting user.
   if (piggyback !== undefined) {
     if (piggyback.includes(';')) throw new Error('a piggybacked read must be one statement')
@@ -78,15 +85,7 @@ export function beginStatements(
     else params.push([name, value])
   }
   if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
-  return { text: statements.join('; '), params }
-}
-
-/** Role and settings local to the current transaction. */
-export async function applyLocals(tx: Transaction, options: TransactionOptions) {
-  if (options.role) await tx.query(`SET LOCAL ROLE ${assertIdentifier('role', options.role)}`)
-  for (const [name, value] of Object.entries(options.settings ?? {})) {
-    await tx.query('SELECT set_config($1, $2, true)', [name, value])
-  }
+  return { text: statements.join('; '), params, piggybackAt }
 }
 
 /** The client's socket, to send several statements in one write (undefined if not reachable). */
@@ -198,7 +197,7 @@ export class PostgresDb implements Db {
       if (piggyback)
         opened.then(
           (results) => {
-            const row = (Array.isArray(results) ? results[1] : undefined)?.rows[0]
+            const row = (Array.isArray(results) ? results[begin.piggybackAt] : undefined)?.rows[0]
             if (row) piggyback.deliver(row)
             else piggyback.fail(new Error('the piggybacked read returned no row'))
           },
