@@ -163,6 +163,20 @@ describe(`core/db on ${testEngine}`, () => {
       }),
       /read-only/,
     )
+    // The isolation level applies too (on PGlite: SET TRANSACTION in the same call as the rest).
+    for (const isolation of ['repeatable read', 'serializable'] as const)
+      assert.equal(
+        await t.db.transaction(
+          async (tx) =>
+            (
+              await tx.query<{ level: string }>(
+                "SELECT current_setting('transaction_isolation') AS level",
+              )
+            ).rows[0]!.level,
+          { isolation, readOnly: true, role: 'dflare_app' },
+        ),
+        isolation,
+      )
   })
 
   it('BEGIN sent with the first statement: if the role cannot be set, no result is handed over', async () => {
