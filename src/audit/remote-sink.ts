@@ -1,5 +1,5 @@
 import type { Transaction } from '../core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
+import { type EventSink, markAuditFailure, type SecurityEvent } from '../core/events.ts'
 import type { PeerClient } from '../pki/peer-client.ts'
 import { toWire } from './internal.ts'
 import { enqueue } from './sink.ts'
@@ -36,7 +36,7 @@ export class RemoteEventSink implements EventSink {
         prepared.body.length === 0
       )
         throw new Error(`the audit log refused the event: HTTP ${r.status}`)
-      await enqueue(tx, [{ log: prepared.log, body: prepared.body }])
+      markAuditFailure(enqueue(tx, [{ log: prepared.log, body: prepared.body }]))
       return
     }
     // Not idempotent: a lost answer must not append the event twice, so no retry.

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.ts'
 import type { Db, Queryable, Transaction } from '../core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
+import { type EventSink, markAuditFailure, type SecurityEvent } from '../core/events.ts'
 import { canonicalBytes, toRecord } from './event.ts'
 import type { Pseudonymizer } from './pseudonym.ts'
 
@@ -47,7 +47,7 @@ export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
  * The audit log's EventSink. An event is durable once it is committed to the queue, from which
  * the sequencer integrates it into its log. With a caller transaction the event is queued inside
  * it (the state change and its event commit together or not at all; no lock is shared with other
- * writers). Without one, events are group-committed: every event waiting when a commit starts
+ * writers; the statement is issued, and the caller's commit waits for it). Without one, events are group-committed: every event waiting when a commit starts
  * goes into it (one autocommit statement), and each `record` resolves only after the statement
  * that made its event durable returned. Any failure rejects.
  */
@@ -71,7 +71,9 @@ export class AuditSink implements EventSink {
     if (this.#closed) throw new Error('the audit log is closed')
     const prepared = this.prepare(event)
     if (tx) {
-      await enqueue(tx, [prepared])
+      // Issued, not awaited: the caller's COMMIT follows in the same round trip and fails if
+      // this did.
+      markAuditFailure(enqueue(tx, [prepared]))
       // The caller commits later; a kick now only wakes the sequencer early (its timer and
       // every later kick find the event once it is committed).
       this.#o.onQueued?.()

@@ -37,11 +37,27 @@ export interface Actor {
 
 export interface EventSink {
   /**
-   * Records an event. With `tx` the event is appended inside the caller's transaction, so the
-   * state change and its event commit together or not at all. Throws when it cannot record:
-   * callers must then fail the action (fail closed).
+   * Records an event. Throws when it cannot record: callers must then fail the action (fail
+   * closed). With `tx` the event is queued inside the caller's transaction, so the state change
+   * and its event commit together or not at all: the promise resolves once the statement is
+   * issued (COMMIT can go out right behind it), and if the statement fails the transaction's
+   * commit fails with an error `isAuditFailure` recognises.
    */
   record(event: SecurityEvent, tx?: Transaction): Promise<void>
+}
+
+const auditFailures = new WeakSet<object>()
+
+/** For sinks: marks the failure, if any, of an audit statement issued in a caller's transaction. */
+export function markAuditFailure(statement: Promise<unknown>): void {
+  statement.catch((err: unknown) => {
+    if (typeof err === 'object' && err !== null) auditFailures.add(err)
+  })
+}
+
+/** True when a transaction failed because its audit event could not be queued (a 503, not a 500). */
+export function isAuditFailure(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && auditFailures.has(err)
 }
 
 /** Collects events in memory; for tests and for components run without an audit log. */

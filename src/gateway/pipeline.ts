@@ -5,9 +5,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Pdp } from '../authz/contract.ts'
 import type { Clock } from '../core/clock.ts'
 import { enterOutboundContext } from '../core/correlation.ts'
+import { holdNextRead, type ReadHold } from '../core/db/held-read.ts'
 import type { Db } from '../core/db/index.ts'
 import { problems } from '../core/errors.ts'
-import type { EventSink, SecurityEvent } from '../core/events.ts'
+import { type EventSink, isAuditFailure, type SecurityEvent } from '../core/events.ts'
 import { enterRequest } from '../core/fresh-read.ts'
 import { enterOptimistic, type OptimisticRequest } from '../core/revisions.ts'
 import { outboundTraceparent } from '../server/observability.ts'
@@ -55,6 +56,8 @@ interface RequestState {
   principal?: Principal
   resource?: ResourceRef
   decision?: { determining: string[]; reason: string }
+  /** Set for reads: the handler's first read stays open for the request's audit event. */
+  hold?: ReadHold
 }
 
 declare module 'fastify' {
@@ -145,26 +148,29 @@ export async function registerApi(
       ) => {
         const s = request.dflare!
         try {
-          await deps.events.record(
-            {
-              type: 'api.request',
-              tenant: s.tenant,
-              actor: actorOf(s.principal),
-              correlationId: request.id,
-              sourceIp: request.ip,
-              userAgent: request.headers['user-agent']?.slice(0, 256),
-              ...event,
-              details: {
-                method: request.method,
-                route: `${API_PREFIX}${s.route.url}`,
-                status,
-                latencyMs: Math.round((performance.now() - s.started) * 100) / 100,
-                ...(s.decision ? { policies: s.decision.determining } : {}),
-                ...event.details,
-              },
+          const complete: SecurityEvent = {
+            type: 'api.request',
+            tenant: s.tenant,
+            actor: actorOf(s.principal),
+            correlationId: request.id,
+            sourceIp: request.ip,
+            userAgent: request.headers['user-agent']?.slice(0, 256),
+            ...event,
+            details: {
+              method: request.method,
+              route: `${API_PREFIX}${s.route.url}`,
+              status,
+              latencyMs: Math.round((performance.now() - s.started) * 100) / 100,
+              ...(s.decision ? { policies: s.decision.determining } : {}),
+              ...event.details,
             },
-            tx,
-          )
+          }
+          // A read commits with its event: one transaction, one commit, no round trip of its own.
+          const hold = s.hold
+          s.hold = undefined
+          if (!tx && hold && (await hold.commitWith((held) => deps.events.record(complete, held))))
+            return
+          await deps.events.record(complete, tx)
         } catch (err) {
           request.log.error({ err }, 'audit write failed')
           throw new AuditUnavailable('audit unavailable')
@@ -257,6 +263,8 @@ export async function registerApi(
         }
         if (o?.active && !(await o.validate())) {
           deps.onOptimisticRetry?.()
+          // The checks below may wait for reads other requests started: nothing is held meanwhile.
+          await request.dflare!.hold?.release()
           await redoStrictly(request, 'authorization')
           return read()
         }
@@ -267,6 +275,8 @@ export async function registerApi(
       // Every failure (401, 403, 404, 400, 429, 5xx) is audited before the problem is sent.
       api.setErrorHandler(async (error, request, reply) => {
         let err: unknown = error
+        // A failed read's event is recorded on its own: what it read is let go first.
+        await request.dflare?.hold?.release()
         // An optimistic request's error (a 400, or the handler's own) only leaves once its checks
         // are confirmed: when a cache was behind, they are redone strictly and their refusal wins.
         const o = request.dflare?.optimistic
@@ -281,12 +291,12 @@ export async function registerApi(
             err = refusal
           }
         }
-        let problem =
-          err instanceof AuditUnavailable
-            ? problems.unavailable('The audit log is unavailable')
-            : toProblem(err)
+        const auditDown = err instanceof AuditUnavailable || isAuditFailure(err)
+        let problem = auditDown
+          ? problems.unavailable('The audit log is unavailable')
+          : toProblem(err)
         const s = request.dflare
-        if (s && !(err instanceof AuditUnavailable)) {
+        if (s && !auditDown) {
           try {
             await record(
               request,
@@ -383,6 +393,7 @@ export async function registerApi(
             })
             let result: ApiResult
             if (!write) {
+              s.hold = holdNextRead()
               result = await readValidated(request, () =>
                 route.handler({
                   ...base,

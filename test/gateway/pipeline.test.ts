@@ -241,6 +241,47 @@ describe('gateway: authenticate → authorize → handle → audit', () => {
     assert.deepEqual(list.json().items, [])
   })
 
+  it('fails closed when the database refuses the audit event: reads and writes answer 503 and nothing changes', async () => {
+    const alice = await w.as('acme', 'alice')
+    await create(alice, 'acme', { name: 'kept-secret' })
+    // The event store refuses these requests' events of success (as a full disk would; a
+    // failure event alone would be taken, so the answer must not depend on one being written).
+    await w.db.query(
+      `ALTER TABLE test_events ADD CONSTRAINT refuse_probe
+       CHECK (event->>'correlationId' NOT LIKE 'corr-refused-%' OR event->>'outcome' <> 'success')`,
+    )
+    try {
+      // A read commits with its event: no event, no data.
+      const read = await w.call('GET', '/api/v1/tenants/acme/clusters', {
+        token: alice,
+        headers: { 'x-correlation-id': 'corr-refused-read' },
+      })
+      assert.equal(read.status, 503)
+      assert.match(String(read.headers['content-type']), /problem\+json/)
+      assert.ok(!read.body.includes('kept-secret'))
+      // A write fails at its commit, with the same answer, and is rolled back.
+      const written = await create(
+        alice,
+        'acme',
+        { name: 'refused-write' },
+        { 'x-correlation-id': 'corr-refused-write' },
+      )
+      assert.equal(written.status, 503)
+      // Other requests go on.
+      const ok = await w.call('GET', '/api/v1/tenants/acme/clusters', { token: alice })
+      assert.equal(ok.status, 200)
+      assert.ok(ok.body.includes('kept-secret'))
+    } finally {
+      await w.db.query('ALTER TABLE test_events DROP CONSTRAINT refuse_probe')
+    }
+    const all = await w.events.all()
+    assert.equal(all.filter((e) => e.correlationId?.startsWith('corr-refused-')).length, 0)
+    const list = await w.call('GET', '/api/v1/tenants/acme/clusters?name=refused-write', {
+      token: alice,
+    })
+    assert.deepEqual(list.json().items, [])
+  })
+
   it('Idempotency-Key replays the first response and refuses a different body', async () => {
     const alice = await w.as('acme', 'alice')
     const key = { 'idempotency-key': 'create-once-1' }

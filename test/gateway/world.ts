@@ -11,7 +11,7 @@ import { type AuthzService, createAuthzService } from '../../src/authz/service.t
 import { addRoleBinding } from '../../src/authz/writer.ts'
 import { systemClock } from '../../src/core/clock.ts'
 import type { Db } from '../../src/core/db/index.ts'
-import type { EventSink, SecurityEvent } from '../../src/core/events.ts'
+import { type EventSink, markAuditFailure, type SecurityEvent } from '../../src/core/events.ts'
 import { createLogger } from '../../src/core/log.ts'
 import { createMetrics } from '../../src/core/metrics.ts'
 import { guardApiRoutes, registerApi } from '../../src/gateway/pipeline.ts'
@@ -46,8 +46,10 @@ export class TableEventSink implements EventSink {
   }
   async record(event: SecurityEvent, tx?: Parameters<EventSink['record']>[1]) {
     if (this.failing) throw new Error('audit store down')
-    const q = tx ?? this.db
-    await q.query('INSERT INTO test_events (event) VALUES ($1)', [JSON.stringify(event)])
+    const insert = 'INSERT INTO test_events (event) VALUES ($1)'
+    // Like the audit log's sink: in a transaction the statement is issued, and the commit waits.
+    if (tx) markAuditFailure(tx.query(insert, [JSON.stringify(event)]))
+    else await this.db.query(insert, [JSON.stringify(event)])
   }
   async all(): Promise<SecurityEvent[]> {
     return (

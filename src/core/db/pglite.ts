@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
+import { claimHold, type EndHeld, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
@@ -79,15 +80,26 @@ export class PgliteDb implements Db {
 
   query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
+    const released = releaseHeldRead()
+    if (released) return released.then(() => run<R>(this.#pg, sql, params))
     return run<R>(this.#pg, sql, params)
   }
 
+  /**
+   * Runs `fn` in one transaction. A held read (core/db/held-read.ts) resolves with `fn`'s result
+   * while PGlite's transaction stays open, waiting for the holder.
+   */
   transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
+    const released = releaseHeldRead()
+    if (released) return released.then(() => this.transaction(fn, options))
+    const hold = claimHold(options.readOnly)
     const piggyback = takePiggyback()
+    let handOver: ((result: T) => void) | undefined
+    const handedOver = hold && new Promise<T>((resolve) => (handOver = resolve))
     const done = this.#pg.transaction((inner) =>
       insideTransaction.run(true, async () => {
         const issued = new IssuedStatements()
@@ -96,7 +108,7 @@ export class PgliteDb implements Db {
           exec: (sql) => issued.track(inner.exec(sql).then(() => undefined)),
         }
         // Mode, piggybacked read, role and settings in one call (each call crosses into WASM).
-        const begin = beginStatements(options, piggyback?.sql, 'SET TRANSACTION')
+        const begin = beginStatements(options, piggyback?.sql, 'SET TRANSACTION', hold?.section)
         if (begin.text) {
           let results: Awaited<ReturnType<PGliteTx['exec']>>
           try {
@@ -120,12 +132,32 @@ export class PgliteDb implements Db {
         const result = await fn(tx)
         // Statements the caller did not wait for must succeed before the commit.
         await issued.all()
+        if (!hold) return result
+        // Held: the result leaves now, and the transaction ends as the holder says.
+        const write = await new Promise<Parameters<EndHeld>[0]>((end) => {
+          hold.park(
+            new HeldRead((w) => {
+              end(w)
+              return done.then(() => {})
+            }),
+          )
+          handOver!(result)
+        })
+        if (!write) {
+          await inner.rollback()
+          return result
+        }
+        await inner.exec(`ROLLBACK TO SAVEPOINT ${hold.section}`)
+        await write(tx)
+        await issued.all()
         return result
       }),
     )
     // No-op once delivered; otherwise the reader learns the transaction never got that far.
     if (piggyback) done.catch((err) => piggyback.fail(err))
-    return done
+    if (!handedOver) return done
+    // Whichever comes first: the held result, or the transaction's failure before it.
+    return Promise.race([handedOver, done])
   }
 
   async listen(channel: string, handler: NotificationHandler) {

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream'
 import pg from 'pg'
+import { claimHold, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { assertIdentifier } from './names.ts'
 import { takePiggyback } from './piggyback.ts'
@@ -54,21 +55,30 @@ const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
  * role name that is not a plain identifier. Inside a transaction already begun (PGlite's),
  * `opening` is `SET TRANSACTION`, written only when the mode is not the default; `text` is then
  * empty when there is nothing to set. `piggybackAt` is the index of the piggybacked read's result.
+ * With `section` (a held read, core/db/held-read.ts) the transaction itself is read-write and
+ * everything after the savepoint of that name is read-only, role and settings included.
  */
 export function beginStatements(
   options: TransactionOptions = {},
   piggyback?: string,
   opening: 'BEGIN' | 'SET TRANSACTION' = 'BEGIN',
+  section?: string,
 ): {
   text: string
   params: [string, string][]
   piggybackAt: number
 } {
   const isolation = options.isolation ?? 'read committed'
+  const readOnly = options.readOnly && !section
   const statements: string[] = []
-  if (opening === 'BEGIN' || isolation !== 'read committed' || options.readOnly)
+  if (opening === 'BEGIN' || isolation !== 'read committed' || readOnly)
     statements.push(
-      `${opening} ISOLATION LEVEL ${isolation.toUpperCase()}${options.readOnly ? ' READ ONLY' : ''}`,
+      `${opening} ISOLATION LEVEL ${isolation.toUpperCase()}${readOnly ? ' READ ONLY' : ''}`,
+    )
+  if (section)
+    statements.push(
+      `SAVEPOINT ${assertIdentifier('savepoint', section)}`,
+      'SET TRANSACTION READ ONLY',
     )
   const piggybackAt = statements.length
   // A piggybacked read (core/db/piggyback.ts) runs right after BEGIN, as the connecting user.
@@ -86,6 +96,29 @@ export function beginStatements(
   }
   if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
   return { text: statements.join('; '), params, piggybackAt }
+}
+
+/**
+ * COMMIT, queued behind whatever is still outstanding (`pending`); if any of it failed the server
+ * turns the COMMIT into a ROLLBACK, and the failure is thrown here.
+ */
+async function commit(client: Client, batch: () => void, pending: () => Promise<unknown>) {
+  batch()
+  const done = client.query('COMMIT')
+  done.catch(() => {})
+  await pending()
+  const { command } = await done
+  if (command !== 'COMMIT') throw new Error(`transaction ended with ${command}`)
+}
+
+/** Rolls back; false when even that failed (the connection is then broken). */
+async function rollback(client: Client): Promise<boolean> {
+  try {
+    await client.query('ROLLBACK')
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** The client's socket, to send several statements in one write (undefined if not reachable). */
@@ -124,6 +157,8 @@ export class PostgresDb implements Db {
   }
 
   query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
+    const released = releaseHeldRead()
+    if (released) return released.then(() => run<R>(this.#pool, sql, params))
     return run<R>(this.#pool, sql, params)
   }
 
@@ -132,17 +167,21 @@ export class PostgresDb implements Db {
    * BEGIN (with role and settings) goes out with the caller's first statement when the caller
    * allows it (`pipelineBegin`), and COMMIT goes out right behind statements the caller did not
    * wait for; a result is only handed over once BEGIN succeeded, and the transaction commits only
-   * if every statement it issued succeeded.
+   * if every statement it issued succeeded. A held read (core/db/held-read.ts) is handed over
+   * open, its connection still taken.
    */
   async transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
+    await releaseHeldRead()
+    const hold = claimHold(options.readOnly)
     const piggyback = takePiggyback()
     let begin: ReturnType<typeof beginStatements>
     let client: pg.PoolClient
     try {
-      begin = beginStatements(options, piggyback?.sql) // validates before a connection is taken
+      // Validates before a connection is taken.
+      begin = beginStatements(options, piggyback?.sql, 'BEGIN', hold?.section)
       client = await this.#pool.connect()
     } catch (err) {
       piggyback?.fail(err)
@@ -188,6 +227,7 @@ export class PostgresDb implements Db {
       },
     }
     let broken = false
+    let held = false
     try {
       // With pipelineBegin, BEGIN and the first statement leave in one write.
       batch()
@@ -210,25 +250,40 @@ export class PostgresDb implements Db {
       begun.catch(() => {})
       if (!options.pipelineBegin) await begun
       const result = await fn(tx)
-      // COMMIT is queued behind whatever is still outstanding; if any of it failed the server
-      // turns the COMMIT into a ROLLBACK, and the failure is thrown here.
-      batch()
-      const commit = client.query('COMMIT')
-      commit.catch(() => {})
-      await Promise.all([begun, issued.all()])
-      const done = await commit
-      if (done.command !== 'COMMIT') throw new Error(`transaction ended with ${done.command}`)
+      if (hold) {
+        await Promise.all([begun, issued.all()])
+        const section = hold.section
+        hold.park(
+          new HeldRead(async (write) => {
+            let lost = false
+            try {
+              if (!write) {
+                lost = !(await rollback(client))
+                return
+              }
+              batch()
+              tx.exec(`ROLLBACK TO SAVEPOINT ${section}`).catch(() => {})
+              await write(tx)
+              await commit(client, batch, () => issued.all())
+            } catch (err) {
+              lost = !(await rollback(client))
+              throw err
+            } finally {
+              client.release(lost)
+            }
+          }),
+        )
+        held = true
+        return result
+      }
+      await commit(client, batch, () => Promise.all([begun, issued.all()]))
       return result
     } catch (err) {
       piggyback?.fail(err) // no-op once delivered
-      try {
-        await client.query('ROLLBACK')
-      } catch {
-        broken = true
-      }
+      broken = !(await rollback(client))
       throw err
     } finally {
-      client.release(broken)
+      if (!held) client.release(broken)
     }
   }
 
