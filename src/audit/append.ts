@@ -43,6 +43,89 @@ export async function startAppendBatch(
   q: Queryable,
   batch: ReadonlyMap<string, readonly Leaf[]>,
 ): Promise<{ first: Map<string, number>; written: Promise<unknown> }> {
+  const plan = await planAppend(q, batch)
+  const written = q.query(
+    `WITH e AS (
+       INSERT INTO audit.events (log, idx, body, leaf_hash, root)
+       SELECT l, i, b, decode(lh, 'hex'), decode(r, 'hex')
+       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS t(l, i, b, lh, r)
+     ), ${NODES_AND_HEADS}`,
+    [
+      plan.events.log,
+      plan.events.idx,
+      plan.events.leaves.map((l) => l.body),
+      plan.events.leaf,
+      plan.events.root,
+      ...plan.rest,
+    ],
+  )
+  return { first: plan.first, written }
+}
+
+/** A queued event to integrate: its queue row and leaf hash (the body stays in the database). */
+export interface QueuedLeaf {
+  id: number
+  hash: Buffer
+}
+
+/**
+ * Integrates queued events into their logs inside `q`'s transaction, like startAppendBatch, but
+ * without their bodies leaving the database: one statement deletes the queue rows and inserts
+ * their bodies as the log's events. Every queue row must still be there (the caller holds the
+ * sequencer lock, and queue rows are never changed): if one were missing, the statement fails
+ * instead of leaving a hole in the tree.
+ */
+export async function startIntegration(
+  q: Queryable,
+  batch: ReadonlyMap<string, readonly QueuedLeaf[]>,
+): Promise<{ first: Map<string, number>; written: Promise<unknown> }> {
+  const plan = await planAppend(q, batch)
+  const written = q.query(
+    `WITH d AS (
+       DELETE FROM audit.queue WHERE id = ANY($1::bigint[]) RETURNING id, body
+     ), e AS (
+       INSERT INTO audit.events (log, idx, body, leaf_hash, root)
+       SELECT t.l, t.i, d.body, decode(t.lh, 'hex'), decode(t.r, 'hex')
+       FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(id, l, i, lh, r)
+       JOIN d ON d.id = t.id
+       RETURNING 1
+     ), ${NODES_AND_HEADS.replace(
+       'SET size = u.size,',
+       // A missing queue row leaves a NULL size: heads.size is NOT NULL, so the statement fails.
+       'SET size = CASE WHEN (SELECT count(*) FROM e) = cardinality($1::bigint[]) THEN u.size END,',
+     )}`,
+    [
+      plan.events.leaves.map((l) => l.id),
+      plan.events.log,
+      plan.events.idx,
+      plan.events.leaf,
+      plan.events.root,
+      ...plan.rest,
+    ],
+  )
+  return { first: plan.first, written }
+}
+
+/** The rest of both writes: stored nodes ($6–$9) and the new heads ($10–$13). */
+const NODES_AND_HEADS = `n AS (
+       INSERT INTO audit.nodes (log, level, idx, hash)
+       SELECT l, lv, i, decode(h, 'hex')
+       FROM unnest($6::text[], $7::smallint[], $8::bigint[], $9::text[]) AS t(l, lv, i, h)
+     )
+     UPDATE audit.heads AS h
+     SET size = u.size, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
+     FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) AS u(log, size, f, r)
+     WHERE h.log = u.log`
+
+/**
+ * Locks and reads the heads of the batch's logs (in log-name order, see appendBatch), then lays
+ * the leaves out in each log: indexes, the root after each leaf, completed nodes at stored
+ * levels, and the new heads, as the columns of the write's parameters.
+ */
+async function planAppend<L extends { hash: Buffer }>(
+  q: Queryable,
+  batch: ReadonlyMap<string, readonly L[]>,
+) {
   const logs = [...batch.keys()].sort()
   const heads = await q.query<{ log: string; size: number; frontier: Buffer }>(
     `INSERT INTO audit.heads AS h (log) SELECT unnest($1::text[]) ORDER BY 1
@@ -50,10 +133,10 @@ export async function startAppendBatch(
      RETURNING h.log, h.size, h.frontier`,
     [logs],
   )
-  const ev = {
+  const events = {
     log: [] as string[],
     idx: [] as number[],
-    body: [] as string[],
+    leaves: [] as L[],
     leaf: [] as string[],
     root: [] as string[],
   }
@@ -81,12 +164,12 @@ export async function startAppendBatch(
       nd.hash.push(hash.toString('hex'))
     }
     for (const leaf of batch.get(log) ?? []) {
-      ev.log.push(log)
-      ev.idx.push(frontier.size)
+      events.log.push(log)
+      events.idx.push(frontier.size)
       frontier.append(leaf.hash, onNode)
-      ev.body.push(leaf.body)
-      ev.leaf.push(leaf.hash.toString('hex'))
-      ev.root.push(frontier.root().toString('hex'))
+      events.leaves.push(leaf)
+      events.leaf.push(leaf.hash.toString('hex'))
+      events.root.push(frontier.root().toString('hex'))
     }
     hd.log.push(log)
     hd.size.push(frontier.size)
@@ -94,37 +177,11 @@ export async function startAppendBatch(
     hd.root.push(frontier.root().toString('hex'))
   }
   if (first.size !== logs.length) throw new Error('audit log heads could not be locked')
-  const written = q.query(
-    `WITH e AS (
-       INSERT INTO audit.events (log, idx, body, leaf_hash, root)
-       SELECT l, i, b, decode(lh, 'hex'), decode(r, 'hex')
-       FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS t(l, i, b, lh, r)
-     ), n AS (
-       INSERT INTO audit.nodes (log, level, idx, hash)
-       SELECT l, lv, i, decode(h, 'hex')
-       FROM unnest($6::text[], $7::smallint[], $8::bigint[], $9::text[]) AS t(l, lv, i, h)
-     )
-     UPDATE audit.heads AS h
-     SET size = u.size, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
-     FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) AS u(log, size, f, r)
-     WHERE h.log = u.log`,
-    [
-      ev.log,
-      ev.idx,
-      ev.body,
-      ev.leaf,
-      ev.root,
-      nd.log,
-      nd.level,
-      nd.idx,
-      nd.hash,
-      hd.log,
-      hd.size,
-      hd.frontier,
-      hd.root,
-    ],
-  )
-  return { first, written }
+  return {
+    first,
+    events,
+    rest: [nd.log, nd.level, nd.idx, nd.hash, hd.log, hd.size, hd.frontier, hd.root],
+  }
 }
 
 /** Appends leaves to one log; returns the index of the first. */

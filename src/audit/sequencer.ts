@@ -1,8 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { Counter, type Registry } from 'prom-client'
 import type { Db } from '../core/db/index.ts'
-import { type Leaf, startAppendBatch } from './append.ts'
-import { leafHash } from './merkle.ts'
+import { type QueuedLeaf, startIntegration } from './append.ts'
 
 /** The only role that may advance a log (and remove what it integrated from the queue). */
 export const SEQUENCER_ROLE = 'dflare_audit_sequencer'
@@ -135,23 +134,23 @@ export class AuditSequencer {
     const moved = await this.#o.db.transaction(
       async (tx) => {
         await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [SEQUENCER_LOCK])
-        const { rows } = await tx.query<{ id: number; log: string; body: string }>(
-          `DELETE FROM audit.queue
-           WHERE id IN (SELECT id FROM audit.queue ORDER BY id LIMIT $1)
-           RETURNING id, log, body`,
+        // The leaf hashes are computed where the bodies are (RFC 6962: SHA-256 of 0x00 ‖ the
+        // body's UTF-8 bytes), so that no body travels out and back in.
+        const { rows } = await tx.query<{ id: number; log: string; leaf: Buffer }>(
+          `SELECT id, log, sha256('\\x00'::bytea || convert_to(body, 'UTF8')) AS leaf
+           FROM audit.queue ORDER BY id LIMIT $1`,
           [this.#o.batch],
         )
         if (rows.length === 0) return 0
-        rows.sort((a, b) => a.id - b.id)
-        const byLog = new Map<string, Leaf[]>()
-        for (const { log, body } of rows) {
-          const leaf = { body, hash: leafHash(Buffer.from(body, 'utf8')) }
+        const byLog = new Map<string, QueuedLeaf[]>()
+        for (const { id, log, leaf } of rows) {
+          const queued = { id, hash: leaf }
           const leaves = byLog.get(log)
-          if (leaves) leaves.push(leaf)
-          else byLog.set(log, [leaf])
+          if (leaves) leaves.push(queued)
+          else byLog.set(log, [queued])
         }
         // COMMIT leaves right behind the write (the transaction still fails if the write does).
-        const { written } = await startAppendBatch(tx, byLog)
+        const { written } = await startIntegration(tx, byLog)
         written.catch(() => {})
         return rows.length
       },

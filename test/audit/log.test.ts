@@ -242,6 +242,62 @@ describe('audit log: append, fail closed, minimization', () => {
     assert.equal(clear.ip('192.0.2.1'), '192.0.2.1')
   })
 
+  it('query columns come from the body, whatever the writer passes; leaves hash the body', async () => {
+    await f.audit.sink.record(event(7, { tenant: 'cols', correlationId: 'corr-cols-1' }))
+    await f.audit.sequencer.drain()
+    const { rows } = await f.db.query<{
+      type: string
+      correlation_id: string
+      outcome: string
+      action: string
+      actor_id: string
+      time: string
+      body: string
+      leaf_hash: Buffer
+    }>(
+      `SELECT type, correlation_id, outcome, action, actor_id, time, body, leaf_hash
+       FROM audit.events WHERE log = 'cols'`,
+    )
+    const real = rows[0]!
+    const body = JSON.parse(real.body)
+    assert.deepEqual(
+      [real.type, real.correlation_id, real.outcome, real.action, real.actor_id, real.time],
+      [body.type, 'corr-cols-1', body.outcome, body.action, body.actor.id, body.time],
+    )
+    // The sequencer's leaf hash, computed by the database, is RFC 6962's over the body's bytes.
+    assert.ok(real.leaf_hash.equals(leafHash(Buffer.from(real.body, 'utf8'))))
+    // A writer that passes its own values for the query columns gets the body's instead (rolled
+    // back afterwards: the row is not a valid leaf of any log).
+    const rollback = new Error('rollback')
+    await assert.rejects(
+      f.db.transaction(
+        async (tx) => {
+          await tx.query(
+            `INSERT INTO audit.events (log, idx, body, leaf_hash, root, type, correlation_id, outcome)
+             VALUES ('cols-forged', 0, $1, '\\x00', '\\x00', 'forged', 'corr-forged', 'success')`,
+            [
+              JSON.stringify({
+                type: 'auth.login',
+                correlationId: 'corr-real',
+                outcome: 'failure',
+              }),
+            ],
+          )
+          await tx.query('RESET ROLE') // the sequencer may insert events, not read them
+          const forged = await tx.query<{ type: string; correlation_id: string; outcome: string }>(
+            "SELECT type, correlation_id, outcome FROM audit.events WHERE log = 'cols-forged'",
+          )
+          assert.deepEqual(forged.rows, [
+            { type: 'auth.login', correlation_id: 'corr-real', outcome: 'failure' },
+          ])
+          throw rollback
+        },
+        { role: 'dflare_audit_sequencer' },
+      ),
+      (err) => err === rollback,
+    )
+  })
+
   it('a closed database makes record reject (the caller action fails)', async () => {
     const g = await auditFixture()
     await g.t.close()
