@@ -49,7 +49,7 @@ export async function startAppendBatch(
        INSERT INTO audit.events (log, idx, body, leaf_hash, root)
        SELECT l, i, b, decode(lh, 'hex'), decode(r, 'hex')
        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS t(l, i, b, lh, r)
-     ), ${NODES_AND_HEADS}`,
+     ), ${nodesAndHeads('u.size')}`,
     [
       plan.events.log,
       plan.events.idx,
@@ -89,11 +89,12 @@ export async function startIntegration(
        FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(id, l, i, lh, r)
        JOIN d ON d.id = t.id
        RETURNING 1
-     ), ${NODES_AND_HEADS.replace(
-       'SET size = u.size,',
+     ), ${
        // A missing queue row leaves a NULL size: heads.size is NOT NULL, so the statement fails.
-       'SET size = CASE WHEN (SELECT count(*) FROM e) = cardinality($1::bigint[]) THEN u.size END,',
-     )}`,
+       nodesAndHeads(
+         'CASE WHEN (SELECT count(*) FROM e) = cardinality($1::bigint[]) THEN u.size END',
+       )
+     }`,
     [
       plan.events.leaves.map((l) => l.id),
       plan.events.log,
@@ -106,14 +107,14 @@ export async function startIntegration(
   return { first: plan.first, written }
 }
 
-/** The rest of both writes: stored nodes ($6–$9) and the new heads ($10–$13). */
-const NODES_AND_HEADS = `n AS (
+/** The rest of both writes: stored nodes ($6–$9) and the new heads ($10–$13, size `size`). */
+const nodesAndHeads = (size: string) => `n AS (
        INSERT INTO audit.nodes (log, level, idx, hash)
        SELECT l, lv, i, decode(h, 'hex')
        FROM unnest($6::text[], $7::smallint[], $8::bigint[], $9::text[]) AS t(l, lv, i, h)
      )
      UPDATE audit.heads AS h
-     SET size = u.size, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
+     SET size = ${size}, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
      FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) AS u(log, size, f, r)
      WHERE h.log = u.log`
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { startIntegration } from '../../src/audit/append.ts'
 import { AuditSequencer } from '../../src/audit/sequencer.ts'
 import { AuditSink } from '../../src/audit/sink.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
@@ -118,6 +119,39 @@ describe('audit sequencer: queue → Merkle log', () => {
     const report = await verifyDatabase(f.db, { logs: ['seq-fail'] })
     assert.ok(report.ok, JSON.stringify(report))
     assert.equal(report.queued, 0)
+  })
+
+  it('an integration whose queue row is gone fails whole instead of leaving a hole in the tree', async () => {
+    await f.audit.sink.record(event(1, { tenant: 'holes' }))
+    const { rows } = await f.db.query<{ id: number; leaf: Buffer }>(
+      `SELECT id, sha256('\\x00'::bytea || convert_to(body, 'UTF8')) AS leaf
+       FROM audit.queue WHERE log = 'holes'`,
+    )
+    const [row] = rows
+    const batch = new Map([
+      [
+        'holes',
+        [
+          { id: row!.id, hash: row!.leaf },
+          { id: -1, hash: Buffer.alloc(32) }, // a queue row that does not exist
+        ],
+      ],
+    ])
+    await assert.rejects(
+      f.db.transaction(
+        async (tx) => {
+          const { written } = await startIntegration(tx, batch)
+          await written
+        },
+        { role: 'dflare_audit_sequencer' },
+      ),
+      /null value in column "size"/,
+    )
+    assert.equal(await queued(f.db, 'holes'), 1)
+    assert.deepEqual(await integrated(f.db, 'holes'), [])
+    await sequencer(f.db).drain()
+    assert.equal(await queued(f.db, 'holes'), 0)
+    assert.equal((await integrated(f.db, 'holes')).length, 1)
   })
 
   it('only the sequencer role may take events off the queue', async () => {
