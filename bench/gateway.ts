@@ -7,8 +7,8 @@
  *   the cheapest durable record of a request (its own WAL flush). Where requests seldom overlap
  *   (few connections), so that flushes cannot be shared, `durableRatio` bounds what any design
  *   that makes something durable in the database before each response can reach on the machine,
- * - `audited`: the bare route plus one durable audit event through the real sink (what the
- *   audit log alone costs: `auditedRatio` bounds what the pipeline can reach), and
+ * - `audited`: the bare route plus one durable audit event through the real sink by group commit
+ *   (how a read the gateway could not hold is audited), and
  * - `pipeline`: `GET /api/v1/tenants/bench/clusters?limit=10` through the full gateway: JWT
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
  *   limits, the PDP, all strongly consistent (optimistic: validated with the read's BEGIN), the

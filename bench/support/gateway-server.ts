@@ -1,8 +1,8 @@
 /**
  * The server side of `npm run bench -- gateway`, run as a child process so that the load
  * generator never shares its event loop: the real control plane exactly as `dflare up` composes
- * it (IAM token verification with revocation checks, the PDP, the audit log's group-committing
- * sink), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
+ * it (IAM token verification with revocation checks, the PDP, the audit log's sink with held
+ * reads), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
  * does the API handler's database read without authentication, authorization or audit, and two
  * reference routes beside it (the same read plus one durable row, and plus one audit event).
  *
@@ -88,8 +88,8 @@ plane.app.get('/bench/bare', bareSchema, async (request, reply) => {
   const result = await runList(request)
   return reply.code(result.status ?? 200).send(result.body)
 })
-// The bare route plus one durable audit event per request through the real sink (group commit,
-// then the sequencer), and nothing else: what the audit log alone costs on this machine.
+// The bare route plus one durable audit event per request through the real sink by group commit
+// (then the sequencer), and nothing else: how a read that the gateway could not hold is audited.
 plane.app.get('/bench/audited', bareSchema, async (request, reply) => {
   const started = performance.now()
   const result = await runList(request)
