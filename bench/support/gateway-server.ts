@@ -1,8 +1,8 @@
 /**
  * The server side of `npm run bench -- gateway`, run as a child process so that the load
  * generator never shares its event loop: the real control plane exactly as `dflare up` composes
- * it (IAM token verification with revocation checks, the PDP, the audit log's sink with held
- * reads), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
+ * it (IAM token verification with revocation checks, the PDP, held reads, the audit log's
+ * sink), plus one bare route on the same Fastify instance (same TLS listener, same hooks) that
  * does the API handler's database read without authentication, authorization or audit, and two
  * reference routes beside it (the same read plus one durable row, and plus one audit event).
  *

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import Fastify from 'fastify'
 import { SignJWT } from 'jose'
-import { guardApiRoutes } from '../../src/gateway/pipeline.ts'
+import { guardApiRoutes, HOLD_READS_UP_TO } from '../../src/gateway/pipeline.ts'
 import { type GatewayWorld, gatewayWorld } from './world.ts'
 
 describe('gateway: authenticate → authorize → handle → audit', () => {
@@ -280,6 +280,27 @@ describe('gateway: authenticate → authorize → handle → audit', () => {
       token: alice,
     })
     assert.deepEqual(list.json().items, [])
+  })
+
+  it('under load reads still get exactly one audit event each (held or group-committed)', async () => {
+    const alice = await w.as('acme', 'alice')
+    const n = HOLD_READS_UP_TO * 3
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        w.call('GET', '/api/v1/tenants/acme/clusters', {
+          token: alice,
+          headers: { 'x-correlation-id': `corr-load-${i}` },
+        }),
+      ),
+    )
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      answers.map(() => 200),
+    )
+    const mine = (await w.events.all()).filter((e) => e.correlationId?.startsWith('corr-load-'))
+    assert.equal(mine.length, n)
+    assert.equal(new Set(mine.map((e) => e.correlationId)).size, n)
+    assert.ok(mine.every((e) => e.outcome === 'success' && e.action === 'cluster.list'))
   })
 
   it('Idempotency-Key replays the first response and refuses a different body', async () => {
