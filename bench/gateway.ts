@@ -28,7 +28,8 @@
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
  * `--profile=DIR` writes a V8 CPU profile of the server process during each target's run
- * (`DIR/{bare,durable,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one slice each).
+ * (`DIR/{bare,durable,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one
+ * slice each).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { loadavg } from 'node:os'

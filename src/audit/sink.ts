@@ -47,9 +47,10 @@ export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
  * The audit log's EventSink. An event is durable once it is committed to the queue, from which
  * the sequencer integrates it into its log. With a caller transaction the event is queued inside
  * it (the state change and its event commit together or not at all; no lock is shared with other
- * writers; the statement is issued, and the caller's commit waits for it). Without one, events are group-committed: every event waiting when a commit starts
- * goes into it (one autocommit statement), and each `record` resolves only after the statement
- * that made its event durable returned. Any failure rejects.
+ * writers): the statement is issued, and the caller's commit waits for it. Without one, events
+ * are group-committed: every event waiting when a commit starts goes into it (one autocommit
+ * statement), and each `record` resolves only after the statement that made its event durable
+ * returned. Any failure rejects.
  */
 export class AuditSink implements EventSink {
   readonly #o: AuditSinkOptions

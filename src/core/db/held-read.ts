@@ -41,7 +41,8 @@ export class HeldRead {
 
   /**
    * Ends the read-only section, runs `write` in the same transaction and commits. False (nothing
-   * done) when the read was already released; rejects, with nothing committed, when any of it fails.
+   * done) when the read was already released; rejects, with nothing committed, when any of it
+   * fails.
    */
   async commitWith(write: (tx: Transaction) => Promise<void>): Promise<boolean> {
     if (this.#ended) return false

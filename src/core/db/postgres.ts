@@ -174,7 +174,9 @@ export class PostgresDb implements Db {
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
-    await releaseHeldRead()
+    // Nothing is held in almost every call: no await (and no extra tick) then.
+    const released = releaseHeldRead()
+    if (released) await released
     const hold = claimHold(options.readOnly)
     const piggyback = takePiggyback()
     let begin: ReturnType<typeof beginStatements>
