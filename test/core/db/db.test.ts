@@ -36,6 +36,56 @@ describe(`core/db on ${testEngine}`, () => {
     assert.ok(rows[0]!.d instanceof Date)
   })
 
+  it('parameters and results mean the same inside a transaction as outside', async () => {
+    const sql = `SELECT $1::int8 AS n, $2::bytea AS b, $3::jsonb AS j, $4::text[] AS a,
+      $5::timestamptz AS d, $6::text AS z, $7::boolean AS t, $8::text AS q`
+    const params = [
+      Number.MAX_SAFE_INTEGER,
+      Buffer.from([0, 1, 0xff]),
+      { k: ['v', 1], 'quo"te': "it's" },
+      ['a', 'b,c', 'd"e', 'f\\g', ''],
+      new Date('2026-11-29T12:00:00.123Z'),
+      null,
+      true,
+      "'; DROP TABLE x; --",
+    ]
+    const outside = (await t.db.query(sql, params)).rows[0]
+    const inside = await t.db.transaction(async (tx) => (await tx.query(sql, params)).rows[0])
+    assert.deepEqual(inside, outside)
+    assert.deepEqual(inside, {
+      n: Number.MAX_SAFE_INTEGER,
+      b: Buffer.from([0, 1, 0xff]),
+      j: { k: ['v', 1], 'quo"te': "it's" },
+      a: ['a', 'b,c', 'd"e', 'f\\g', ''],
+      d: new Date('2026-11-29T12:00:00.123Z'),
+      z: null,
+      t: true,
+      q: "'; DROP TABLE x; --",
+    })
+    assert.ok(Buffer.isBuffer(inside!.b))
+  })
+
+  it('inside a transaction: errors carry their SQLSTATE, and statements not awaited run one at a time', async () => {
+    await t.db.query('CREATE TABLE tx_unique (v int PRIMARY KEY)')
+    await assert.rejects(
+      t.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO tx_unique VALUES ($1)', [1])
+        await tx.query('INSERT INTO tx_unique VALUES ($1)', [1])
+      }),
+      (err: { code?: string }) => err.code === '23505',
+    )
+    const results = await t.db.transaction(async (tx) => {
+      const issued = Array.from({ length: 20 }, (_, i) =>
+        tx.query<{ v: number }>('INSERT INTO tx_unique VALUES ($1) RETURNING v', [i]),
+      )
+      return (await Promise.all(issued)).map((r) => r.rows[0]!.v)
+    })
+    assert.deepEqual(
+      results,
+      Array.from({ length: 20 }, (_, i) => i),
+    )
+  })
+
   it('commits a transaction that resolves and rolls back one that throws', async () => {
     await t.db.query('CREATE TABLE tx_probe (v int)')
     await t.db.transaction(async (tx) => {
