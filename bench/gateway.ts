@@ -20,7 +20,9 @@
  * response's time).
  * CPU per request is reported as well, steadier than req/s on a shared machine: the server
  * process's, PostgreSQL's (every server process on this machine, so only with a local server)
- * and the load generator's (this process).
+ * and the load generator's (this process). So are the server's garbage collection pauses (how
+ * many per second, their total per second and the longest), which stop its event loop and so
+ * shape the latency tail.
  *
  *   npm run bench -- gateway --json [--seconds=8] [--slices=4] [--connections=2,4,8,32]
  *     [--profile=DIR] [--no-durable] [--no-audited]
@@ -66,12 +68,19 @@ function ask<T>(child: ChildProcess, message: object, key: string): Promise<T> {
   })
 }
 
+interface ServerUsage extends NodeJS.CpuUsage {
+  statements: number
+  /** GC pauses so far (count, total ms) and the longest since the previous ask. */
+  gc: { count: number; ms: number; maxMs: number }
+}
+
 async function usage(child: ChildProcess) {
-  const u = await ask<NodeJS.CpuUsage & { statements: number }>(child, { cpu: true }, 'cpu')
+  const u = await ask<ServerUsage>(child, { cpu: true }, 'cpu')
   const own = process.cpuUsage()
   return {
     cpuMs: (u.user + u.system) / 1000,
     statements: u.statements,
+    gc: u.gc,
     loadMs: (own.user + own.system) / 1000,
     postgresMs: postgresCpuMs(),
   }
@@ -96,6 +105,9 @@ class Tally {
   postgresMs: number | undefined = 0
   loadMs = 0
   statements = 0
+  gcPauses = 0
+  gcMs = 0
+  gcMaxMs = 0
 
   /** Drives `url` for `seconds` and adds the slice. */
   async slice(
@@ -121,6 +133,9 @@ class Tally {
     this.serverMs += after.cpuMs - before.cpuMs
     this.loadMs += after.loadMs - before.loadMs
     this.statements += after.statements - before.statements
+    this.gcPauses += after.gc.count - before.gc.count
+    this.gcMs += after.gc.ms - before.gc.ms
+    this.gcMaxMs = Math.max(this.gcMaxMs, after.gc.maxMs)
     this.postgresMs =
       this.postgresMs !== undefined &&
       before.postgresMs !== undefined &&
@@ -151,6 +166,10 @@ class Tally {
       loadGeneratorCpuMsPerRequest: perRequest(this.loadMs, n),
       // Statements sent to PostgreSQL per request (each a round trip; 0 on PGlite).
       dbStatementsPerRequest: Math.round((this.statements / n) * 100) / 100,
+      // The server's garbage collection pauses (the event loop stops for each).
+      gcPausesPerSecond: Math.round(this.gcPauses / Math.max(this.seconds, 1e-9)),
+      gcPauseMsPerSecond: ms(this.gcMs / Math.max(this.seconds, 1e-9)),
+      gcMaxPauseMs: ms(this.gcMaxMs),
     }
   }
 }

@@ -10,7 +10,8 @@
  * a service account with the tenant-admin role and a few clusters; the service account's
  * client-credentials token then drives the pipeline.
  *
- * IPC: sends `{ ready: {...} }`; answers `{ cpu: true }` with the process CPU time so far,
+ * IPC: sends `{ ready: {...} }`; answers `{ cpu: true }` with the process CPU time so far and its
+ * garbage collection pauses (count and total so far, the longest since the last such answer),
  * `{ stats: true }` with the audit log's size, `{ profileStart: true }` / `{ profileStop: FILE }`
  * by starting / writing a V8 CPU profile; exits on `{ stop: true }`.
  */
@@ -18,6 +19,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PerformanceObserver } from 'node:perf_hooks'
 import pg from 'pg'
 import pino from 'pino'
 import { resourceRoutes } from '../../src/api/resources.ts'
@@ -48,6 +50,16 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
   statements++
   return (originalQuery as (...a: unknown[]) => unknown).apply(this, args)
 } as typeof pg.Client.prototype.query
+
+// Garbage collection pauses (each stops the event loop: one source of the latency tail).
+const gc = { count: 0, ms: 0, maxMs: 0 }
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++
+    gc.ms += e.duration
+    gc.maxMs = Math.max(gc.maxMs, e.duration)
+  }
+}).observe({ entryTypes: ['gc'] })
 
 // A fresh database on the PostgreSQL server named by DFLARE_TEST_DATABASE_URL (the parent
 // passes DATABASE_URL through it), else embedded PGlite in the temporary home.
@@ -199,7 +211,10 @@ inspector.connect()
 await inspector.post('Profiler.enable')
 
 process.on('message', async (m: Message) => {
-  if (m.cpu) process.send!({ cpu: { ...process.cpuUsage(), statements } })
+  if (m.cpu) {
+    process.send!({ cpu: { ...process.cpuUsage(), statements, gc: { ...gc } } })
+    gc.maxMs = 0
+  }
   if (m.profileStart) {
     await inspector.post('Profiler.start')
     process.send!({ profiling: true })
