@@ -4,6 +4,7 @@ import { claimHold, type EndHeld, HeldRead, releaseHeldRead } from './held-read.
 import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
+import { durableDataDir } from './pglite-durable.ts'
 import { takePiggyback } from './piggyback.ts'
 import { beginStatements, parseInt8 } from './postgres.ts'
 import type {
@@ -65,6 +66,9 @@ export class PgliteDb implements Db {
     try {
       const pg = await PGlite.create({
         dataDir,
+        // On disk, a commit returns once it is durable (pglite-durable.ts); in memory (tests
+        // without a directory) there is nothing to sync.
+        ...(dataDir ? durableDataDir(dataDir) : {}),
         parsers: {
           [INT8_OID]: parseInt8,
           // Match `pg`, which returns bytea as a Buffer.
