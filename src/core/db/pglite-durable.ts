@@ -35,7 +35,7 @@ function fatal(err: unknown): never {
   process.stderr.write(
     `dflare: fsync of the embedded database failed (${code}); stopping so that nothing unsynced is acknowledged\n`,
   )
-  process.exit(70) // EX_SOFTWARE
+  process.exit(1)
 }
 
 function hostFsync(mod: EmscriptenFs) {
