@@ -17,7 +17,7 @@ import { NodeFS } from '@electric-sql/pglite/nodefs'
  */
 
 /** The parts of Emscripten's module this needs (PGlite does not type them). */
-interface EmscriptenFs {
+export interface EmscriptenFs {
   NODEFS: {
     stream_ops: { fsync?: (stream: NodefsStream) => number }
     realPath(node: unknown): string
@@ -38,7 +38,8 @@ function fatal(err: unknown): never {
   process.exit(1)
 }
 
-function hostFsync(mod: EmscriptenFs) {
+/** Gives NODEFS the host's fsync (a directory is opened to be synced: NODEFS holds no fd for it). */
+export function installHostFsync(mod: EmscriptenFs) {
   mod.NODEFS.stream_ops.fsync = (stream) => {
     try {
       if (stream.nfd !== undefined) fs.fsyncSync(stream.nfd)
@@ -65,7 +66,7 @@ class DurableNodeFS extends NodeFS {
     return {
       emscriptenOpts: {
         ...emscriptenOpts,
-        preRun: [...preRun, (mod: unknown) => hostFsync(mod as EmscriptenFs)],
+        preRun: [...preRun, (mod: unknown) => installHostFsync(mod as EmscriptenFs)],
       },
     }
   }

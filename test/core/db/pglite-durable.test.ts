@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { PgliteDb } from '../../../src/core/db/pglite.ts'
+import { type EmscriptenFs, installHostFsync } from '../../../src/core/db/pglite-durable.ts'
 
 const FSYNC_FAILS = fileURLToPath(new URL('./fsync-fails.ts', import.meta.url))
 
@@ -26,6 +27,24 @@ describe('embedded database durability (PGlite on disk)', () => {
       assert.equal(fsync.mock.callCount(), 0, 'a read-only transaction writes no WAL')
     } finally {
       await db.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("NODEFS's fsync syncs the host's file, or opens and syncs the host's directory", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
+    const fd = fs.openSync(join(dir, 'file'), 'w')
+    try {
+      const mod: EmscriptenFs = { NODEFS: { stream_ops: {}, realPath: () => dir } }
+      installHostFsync(mod)
+      const fsync = t.mock.method(fs, 'fsyncSync')
+      assert.equal(mod.NODEFS.stream_ops.fsync!({ nfd: fd, node: {} }), 0)
+      assert.deepEqual(fsync.mock.calls[0]!.arguments, [fd])
+      assert.equal(mod.NODEFS.stream_ops.fsync!({ node: {} }), 0)
+      assert.equal(fsync.mock.callCount(), 2, 'the directory was synced through an fd of its own')
+      assert.notEqual(fsync.mock.calls[1]!.arguments[0], fd)
+    } finally {
+      fs.closeSync(fd)
       await rm(dir, { recursive: true, force: true })
     }
   })
