@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import { type PGlite, PGlite as PGliteClass, type PGliteOptions } from '@electric-sql/pglite'
+import { PGlite, type PGliteOptions } from '@electric-sql/pglite'
 import { NodeFS } from '@electric-sql/pglite/nodefs'
 
 /**
@@ -77,9 +77,8 @@ export function durableDataDir(dataDir: string): Pick<PGliteOptions, 'fs' | 'sta
   return {
     fs: new DurableNodeFS(dataDir),
     startParams: [
-      ...PGliteClass.defaultStartParams.filter((p) => p !== '-F'),
-      '-c',
-      'fsync=on',
+      // Without -F, fsync is on (PostgreSQL's default).
+      ...PGlite.defaultStartParams.filter((p) => p !== '-F'),
       '-c',
       'wal_sync_method=fsync',
     ],
