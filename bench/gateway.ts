@@ -34,6 +34,7 @@
  * slice each).
  */
 import { type ChildProcess, fork } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -178,6 +179,7 @@ export default async function (args: string[]) {
   const seconds = Number(arg(args, 'seconds') ?? 8)
   const levels = (arg(args, 'connections') ?? '2,4,8,32').split(',').map(Number)
   const profile = arg(args, 'profile')
+  if (profile) mkdirSync(profile, { recursive: true })
   // A CPU profile covers one slice per target: profiling runs each target once per level.
   const slices = profile ? 1 : Number(arg(args, 'slices') ?? 4)
   const withDurable = !args.includes('--no-durable')

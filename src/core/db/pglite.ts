@@ -1,12 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { PGlite, type Transaction as PGliteTx } from '@electric-sql/pglite'
+import { PGlite } from '@electric-sql/pglite'
+import { openingOf } from './begin.ts'
 import { claimHold, type EndHeld, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
 import { durableDataDir } from './pglite-durable.ts'
+import { PgliteWire } from './pglite-wire.ts'
 import { takePiggyback } from './piggyback.ts'
-import { beginStatements, parseInt8 } from './postgres.ts'
+import { typeParsers } from './postgres.ts'
 import type {
   Db,
   NotificationHandler,
@@ -16,19 +18,12 @@ import type {
   TransactionOptions,
 } from './types.ts'
 
-const INT8_OID = 20
-const BYTEA_OID = 17
-
-type Runner = Pick<PGlite, 'query'> | PGliteTx
-
-async function run<R>(
-  runner: Runner,
-  sql: string,
-  params?: readonly SqlValue[],
-): Promise<QueryResult<R>> {
-  const res = await runner.query<R>(sql, params as unknown[] | undefined)
-  return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
-}
+/**
+ * Every plan is made for the statement's parameters, as on the server engine (where `pg` sends
+ * unnamed statements): a cached statement skips parsing, not planning, so a generic plan can never
+ * be worse for some parameters (a cursor's `id > $3`) than the plan PostgreSQL would make for them.
+ */
+const PLAN_SETTINGS = ['-c', 'plan_cache_mode=force_custom_plan']
 
 /**
  * PGlite has one connection: a query on the database issued from inside a transaction's own
@@ -45,15 +40,34 @@ export class NestedQueryError extends Error {
   }
 }
 
-/** Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. */
+/** A synchronous statement as a promise (its error a rejection). */
+function settled<T>(run: () => T): Promise<T> {
+  try {
+    return Promise.resolve(run())
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/**
+ * Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. Statements
+ * go through PgliteWire (node-postgres's protocol code, one crossing per statement); PGlite's
+ * transaction mutex gives the one connection to one transaction, or one statement, at a time.
+ */
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
   readonly #pg: PGlite
+  readonly #wire: PgliteWire
   readonly #release: () => void
+  readonly #handlers = new Map<string, Set<NotificationHandler>>()
 
   private constructor(pg: PGlite, release: () => void) {
     this.#pg = pg
     this.#release = release
+    this.#wire = new PgliteWire(pg, typeParsers)
+    this.#wire.onNotification = ({ channel, payload }) => {
+      for (const h of this.#handlers.get(channel) ?? []) h(payload)
+    }
   }
 
   /**
@@ -64,16 +78,13 @@ export class PgliteDb implements Db {
   static async open(dataDir?: string): Promise<PgliteDb> {
     const release = dataDir ? lockDataDir(dataDir) : () => {}
     try {
+      // On disk, a commit returns once it is durable (pglite-durable.ts); in memory (tests
+      // without a directory) there is nothing to sync.
+      const durable = dataDir ? durableDataDir(dataDir) : undefined
       const pg = await PGlite.create({
         dataDir,
-        // On disk, a commit returns once it is durable (pglite-durable.ts); in memory (tests
-        // without a directory) there is nothing to sync.
-        ...(dataDir ? durableDataDir(dataDir) : {}),
-        parsers: {
-          [INT8_OID]: parseInt8,
-          // Match `pg`, which returns bytea as a Buffer.
-          [BYTEA_OID]: (text: string) => Buffer.from(text.slice(2), 'hex'),
-        },
+        ...durable,
+        startParams: [...(durable?.startParams ?? PGlite.defaultStartParams), ...PLAN_SETTINGS],
       })
       return new PgliteDb(pg, release)
     } catch (err) {
@@ -82,16 +93,30 @@ export class PgliteDb implements Db {
     }
   }
 
-  query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
+  /** Runs `work` on the connection once no transaction has it (autocommit). */
+  #exclusive<T>(work: () => T): Promise<T> {
+    if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
+    return this.#pg._runExclusiveTransaction(async () => {
+      if (this.#pg.closed) throw new Error('the embedded database is closed')
+      const result = work()
+      await this.#pg.syncToFs()
+      return result
+    })
+  }
+
+  query<R = Record<string, unknown>>(
+    sql: string,
+    params?: readonly SqlValue[],
+  ): Promise<QueryResult<R>> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
     const released = releaseHeldRead()
-    if (released) return released.then(() => run<R>(this.#pg, sql, params))
-    return run<R>(this.#pg, sql, params)
+    const run = () => this.#exclusive(() => this.#wire.query<R>(sql, params))
+    return released ? released.then(run) : run()
   }
 
   /**
    * Runs `fn` in one transaction. A held read (core/db/held-read.ts) resolves with `fn`'s result
-   * while PGlite's transaction stays open, waiting for the holder.
+   * while the transaction stays open, waiting for the holder.
    */
   transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
@@ -104,57 +129,69 @@ export class PgliteDb implements Db {
     const piggyback = takePiggyback()
     let handOver: ((result: T) => void) | undefined
     const handedOver = hold && new Promise<T>((resolve) => (handOver = resolve))
-    const done = this.#pg.transaction((inner) =>
+    const wire = this.#wire
+    const done = this.#pg._runExclusiveTransaction(() =>
       insideTransaction.run(true, async () => {
+        if (this.#pg.closed) throw new Error('the embedded database is closed')
         const issued = new IssuedStatements()
+        // A statement runs when it is issued: the order of the calls is the order of execution.
         const tx: Transaction = {
-          query: (sql, params) => issued.track(run(inner, sql, params)),
-          exec: (sql) => issued.track(inner.exec(sql).then(() => undefined)),
+          query: (sql, params) => issued.track(settled(() => wire.query(sql, params))),
+          exec: (sql) => issued.track(settled(() => void wire.script(sql))),
         }
-        // Mode, piggybacked read, role and settings in one call (each call crosses into WASM).
-        const begin = beginStatements(options, piggyback?.sql, 'SET TRANSACTION', hold?.section)
-        if (begin.text) {
-          let results: Awaited<ReturnType<PGliteTx['exec']>>
-          try {
-            results = await inner.exec(begin.text)
-          } catch (err) {
-            piggyback?.fail(err)
-            throw err
-          }
+        try {
+          // BEGIN, mode, piggybacked read, role and settings in one crossing.
+          const opening = openingOf(options, piggyback?.sql, hold?.section)
+          const results = wire.batch([
+            ...opening.statements,
+            ...opening.settings.map(([name, value]) => ({
+              sql: 'SELECT set_config($1, $2, true)',
+              params: [name, value],
+            })),
+          ])
           if (piggyback) {
-            const row = results[begin.piggybackAt]?.rows[0]
-            if (!row) {
-              const err = new Error('the piggybacked read returned no row')
-              piggyback.fail(err)
-              throw err
-            }
+            const row = results[opening.piggybackAt]?.rows[0]
+            if (!row) throw new Error('the piggybacked read returned no row')
             piggyback.deliver(row)
           }
-        }
-        for (const [name, value] of begin.params)
-          await tx.query('SELECT set_config($1, $2, true)', [name, value])
-        const result = await fn(tx)
-        // Statements the caller did not wait for must succeed before the commit.
-        await issued.all()
-        if (!hold) return result
-        // Held: the result leaves now, and the transaction ends as the holder says.
-        const write = await new Promise<Parameters<EndHeld>[0]>((end) => {
-          hold.park(
-            new HeldRead((w) => {
-              end(w)
-              return done.then(() => {})
-            }),
-          )
-          handOver!(result)
-        })
-        if (!write) {
-          await inner.rollback()
+          const result = await fn(tx)
+          // Statements the caller did not wait for must succeed before the commit.
+          await this.#settledAll(issued)
+          if (hold) {
+            // Held: the result leaves now, and the transaction ends as the holder says.
+            const write = await new Promise<Parameters<EndHeld>[0]>((end) => {
+              hold.park(
+                new HeldRead((w) => {
+                  end(w)
+                  return done.then(() => {})
+                }),
+              )
+              handOver!(result)
+            })
+            if (!write) {
+              wire.batch([{ sql: 'ROLLBACK' }])
+              return result
+            }
+            wire.batch([{ sql: `ROLLBACK TO SAVEPOINT ${hold.section}`, unique: true }])
+            await write(tx)
+            await this.#settledAll(issued)
+          }
+          const [ended] = wire.batch([{ sql: 'COMMIT' }])
+          if (ended?.command !== 'COMMIT')
+            throw new Error(`transaction ended with ${ended?.command}`)
           return result
+        } catch (err) {
+          if (wire.inTransaction) {
+            try {
+              wire.batch([{ sql: 'ROLLBACK' }])
+            } catch {
+              // Nothing more to do on the one connection: the next statement will say.
+            }
+          }
+          throw err
+        } finally {
+          await this.#pg.syncToFs()
         }
-        await inner.exec(`ROLLBACK TO SAVEPOINT ${hold.section}`)
-        await write(tx)
-        await issued.all()
-        return result
       }),
     )
     // No-op once delivered; otherwise the reader learns the transaction never got that far.
@@ -164,10 +201,34 @@ export class PgliteDb implements Db {
     return Promise.race([handedOver, done])
   }
 
+  /**
+   * Every statement issued succeeded, or the first failure is thrown. They run when issued, so
+   * most have settled already; a failed one has left the transaction failed, with its error.
+   */
+  async #settledAll(issued: IssuedStatements) {
+    await issued.all()
+    if (this.#wire.abortedBy) throw this.#wire.abortedBy
+  }
+
   async listen(channel: string, handler: NotificationHandler) {
-    const unsubscribe = await this.#pg.listen(assertIdentifier('channel', channel), handler)
+    assertIdentifier('channel', channel)
+    let set = this.#handlers.get(channel)
+    if (set) set.add(handler)
+    else {
+      set = new Set([handler])
+      this.#handlers.set(channel, set)
+      try {
+        await this.#exclusive(() => this.#wire.script(`LISTEN ${channel}`))
+      } catch (err) {
+        this.#handlers.delete(channel)
+        throw err
+      }
+    }
     return async () => {
-      await unsubscribe()
+      const current = this.#handlers.get(channel)
+      if (!current?.delete(handler) || current.size > 0) return
+      this.#handlers.delete(channel)
+      await this.#exclusive(() => this.#wire.script(`UNLISTEN ${channel}`)).catch(() => {})
     }
   }
 
@@ -177,6 +238,7 @@ export class PgliteDb implements Db {
 
   async close() {
     try {
+      this.#handlers.clear()
       if (!this.#pg.closed) await this.#pg.close()
     } finally {
       this.#release()

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream'
 import pg from 'pg'
+import { beginStatements } from './begin.ts'
 import { claimHold, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { assertIdentifier } from './names.ts'
@@ -24,7 +25,8 @@ export function parseInt8(text: string): number {
   return n
 }
 
-const typeParsers = {
+/** Result parsing shared by both engines (PGlite speaks to node-postgres's parser too). */
+export const typeParsers = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
     if (oid === INT8_OID) return parseInt8
     return pg.types.getTypeParser(oid, format)
@@ -40,62 +42,6 @@ async function run<R>(
 ): Promise<QueryResult<R>> {
   const res = await client.query(sql, params as unknown[] | undefined)
   return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
-}
-
-/** Setting names and values that may be written into SQL text as they are (no quoting needed). */
-const PLAIN_SETTING_NAME = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/
-const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
-
-/**
- * BEGIN with the transaction's role and settings in one round trip: a multi-statement simple
- * query (`BEGIN …; SET LOCAL ROLE …; SELECT set_config(…)`), so that if any part fails the
- * transaction is aborted and every statement after it fails too. Only names and values of a
- * plain character set are written into the text; anything else is set with a parameter, sent
- * right behind it (on a pipelined connection, before anything the caller sends). Throws on a
- * role name that is not a plain identifier. Inside a transaction already begun (PGlite's),
- * `opening` is `SET TRANSACTION`, written only when the mode is not the default; `text` is then
- * empty when there is nothing to set. `piggybackAt` is the index of the piggybacked read's result.
- * With `section` (a held read, core/db/held-read.ts) the transaction itself is read-write and
- * everything after the savepoint of that name is read-only, role and settings included.
- */
-export function beginStatements(
-  options: TransactionOptions = {},
-  piggyback?: string,
-  opening: 'BEGIN' | 'SET TRANSACTION' = 'BEGIN',
-  section?: string,
-): {
-  text: string
-  params: [string, string][]
-  piggybackAt: number
-} {
-  const isolation = options.isolation ?? 'read committed'
-  const readOnly = options.readOnly && !section
-  const statements: string[] = []
-  if (opening === 'BEGIN' || isolation !== 'read committed' || readOnly)
-    statements.push(
-      `${opening} ISOLATION LEVEL ${isolation.toUpperCase()}${readOnly ? ' READ ONLY' : ''}`,
-    )
-  if (section)
-    statements.push(
-      `SAVEPOINT ${assertIdentifier('savepoint', section)}`,
-      'SET TRANSACTION READ ONLY',
-    )
-  const piggybackAt = statements.length
-  // A piggybacked read (core/db/piggyback.ts) runs right after BEGIN, as the connecting user.
-  if (piggyback !== undefined) {
-    if (piggyback.includes(';')) throw new Error('a piggybacked read must be one statement')
-    statements.push(piggyback)
-  }
-  if (options.role) statements.push(`SET LOCAL ROLE ${assertIdentifier('role', options.role)}`)
-  const params: [string, string][] = []
-  const inline: string[] = []
-  for (const [name, value] of Object.entries(options.settings ?? {})) {
-    if (PLAIN_SETTING_NAME.test(name) && PLAIN_SETTING_VALUE.test(value))
-      inline.push(`set_config('${name}', '${value}', true)`)
-    else params.push([name, value])
-  }
-  if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
-  return { text: statements.join('; '), params, piggybackAt }
 }
 
 /**
@@ -183,7 +129,7 @@ export class PostgresDb implements Db {
     let client: pg.PoolClient
     try {
       // Validates before a connection is taken.
-      begin = beginStatements(options, piggyback?.sql, 'BEGIN', hold?.section)
+      begin = beginStatements(options, piggyback?.sql, hold?.section)
       client = await this.#pool.connect()
     } catch (err) {
       piggyback?.fail(err)
