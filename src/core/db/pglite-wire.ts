@@ -8,7 +8,7 @@ import type { QueryResult, SqlValue } from './types.ts'
 
 /**
  * PostgreSQL's wire protocol spoken to PGlite directly, one crossing into WebAssembly per
- * statement. PGlite's own `query` crosses six times (Parse, Describe, Bind, Describe, Execute,
+ * statement or batch of statements. PGlite's own `query` crosses six times (Parse, Describe, Bind, Describe, Execute,
  * Sync), parses the statement again every time, and reads the answer with a parser that copies
  * every field. Here node-postgres does both ends, as it does for the `pg` engine: its serializer
  * writes the messages, its parser and `Result` read the answer, so rows, parameters and errors
@@ -160,16 +160,19 @@ export class PgliteWire {
     const parts: Buffer[] = []
     // One entry per Parse sent, in order: what to remember once PostgreSQL confirms it.
     const parsing: ({ sql: string; name: string } | undefined)[] = []
+    // A text twice in one batch (two settings) is parsed once.
+    const fresh = new Map<string, string>()
     statements.forEach(({ sql, params = [], unique }, i) => {
-      let name = known[i]
-      if (name) {
+      let name = known[i] ?? (unique ? undefined : fresh.get(sql))
+      if (known[i]) {
         // Most recently used goes last.
         this.#prepared.delete(sql)
-        this.#prepared.set(sql, name)
-      } else {
+        this.#prepared.set(sql, known[i])
+      } else if (!name) {
         name = unique ? '' : `${this.prefix}${++this.#named}`
         parts.push(serialize.parse({ name, text: sql, types: [] }))
         parsing.push(unique ? undefined : { sql, name })
+        if (!unique) fresh.set(sql, name)
       }
       parts.push(
         serialize.bind({
@@ -278,6 +281,10 @@ export class PgliteWire {
   }
 
   #remember(sql: string, name: string) {
+    // Parsed afresh after a stale statement (batch): the older name is closed.
+    const older = this.#prepared.get(sql)
+    if (older !== undefined && older !== name) this.#closing.push(older)
+    this.#prepared.delete(sql)
     this.#prepared.set(sql, name)
     if (this.#prepared.size > this.#limit) {
       const [oldest, oldName] = this.#prepared.entries().next().value as [string, string]

@@ -57,6 +57,27 @@ describe('core/db/pglite-wire: PGlite through node-postgres protocol code', () =
     wire.script("DO $$ BEGIN EXECUTE 'ALTER TABLE wire_stale ADD COLUMN b int'; END $$")
     assert.equal(wire.preparedCount, 1)
     assert.deepEqual(wire.query('SELECT * FROM wire_stale').rows, [{ a: 1, b: null }])
+    // The stale statement is closed on the server (with the next exchange): nothing leaks.
+    wire.query('SELECT 1')
+    const mine = serverStatements(wire).filter((n) => n.startsWith(wire.prefix))
+    assert.equal(mine.length, wire.preparedCount)
+  })
+
+  it('a batch parses a text it holds twice once, and runs it with each set of parameters', () => {
+    const wire = new PgliteWire(pg, typeParsers)
+    const set = 'SELECT set_config($1, $2, false) AS v'
+    const results = wire.batch([
+      { sql: set, params: ['dflare.a', 'one'] },
+      { sql: set, params: ['dflare.b', 'two'] },
+      { sql: "SELECT current_setting('dflare.a') || current_setting('dflare.b') AS both" },
+    ])
+    assert.deepEqual(
+      results.map((r) => r.rows[0]),
+      [{ v: 'one' }, { v: 'two' }, { both: 'onetwo' }],
+    )
+    assert.equal(wire.preparedCount, 2)
+    const mine = serverStatements(wire).filter((n) => n.startsWith(wire.prefix))
+    assert.equal(mine.length, 3) // the two texts and the listing
   })
 
   it('inside a transaction a stale statement fails it, and is forgotten for the next run', () => {
