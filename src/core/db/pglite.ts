@@ -59,8 +59,9 @@ function settled<T>(run: () => T): Promise<T> {
 
 /**
  * Embedded PostgreSQL (WASM) in this process: same SQL, roles and row-level security. Statements
- * go through PgliteWire (node-postgres's protocol code, one crossing per statement); PGlite's
- * transaction mutex gives the one connection to one transaction, or one statement, at a time.
+ * go through PgliteWire (node-postgres's protocol code, one crossing per statement or batch);
+ * PGlite's transaction mutex gives the one connection to one transaction, or one statement, at a
+ * time.
  */
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
