@@ -96,7 +96,6 @@ export class PgliteWire {
   #closing: string[] = []
   #named = 0
   #status: Status = 'I'
-  #abortedBy: DatabaseError | undefined
   onNotification: (n: Notification) => void = () => {}
 
   constructor(pg: PGlite, types: TypeParsers, limit = STATEMENT_CACHE_SIZE) {
@@ -108,15 +107,6 @@ export class PgliteWire {
   /** True while a transaction block is open (as of the last answer). */
   get inTransaction(): boolean {
     return this.#status !== 'I'
-  }
-
-  /**
-   * The error that failed the open transaction, while it is failed: every statement but ROLLBACK
-   * is refused, and COMMIT would roll back. A statement run without waiting for it may have been
-   * the one; the transaction reports its error rather than COMMIT's.
-   */
-  get abortedBy(): DatabaseError | undefined {
-    return this.#abortedBy
   }
 
   /** Statements currently prepared (for tests). */
@@ -274,8 +264,6 @@ export class PgliteWire {
       }
     })
     if (!ready) throw new Error('the embedded database gave no complete answer')
-    if (this.#status !== 'E') this.#abortedBy = undefined
-    else this.#abortedBy ??= answer.error
     for (const n of answer.notifications) queueMicrotask(() => this.onNotification(n))
     return answer
   }

@@ -180,7 +180,7 @@ export class PgliteDb implements Db {
           }
           const result = await fn(tx)
           // Statements the caller did not wait for must succeed before the commit.
-          await this.#settledAll(issued)
+          await issued.all()
           if (hold) {
             // Held: the result leaves now, and the transaction ends as the holder says.
             const write = await new Promise<Parameters<EndHeld>[0]>((end) => {
@@ -198,7 +198,7 @@ export class PgliteDb implements Db {
             }
             wire.batch([{ sql: `ROLLBACK TO SAVEPOINT ${hold.section}`, unique: true }])
             await write(tx)
-            await this.#settledAll(issued)
+            await issued.all()
           }
           const [ended] = wire.batch([{ sql: 'COMMIT' }])
           if (ended?.command !== 'COMMIT')
@@ -223,15 +223,6 @@ export class PgliteDb implements Db {
     if (!handedOver) return done
     // Whichever comes first: the held result, or the transaction's failure before it.
     return Promise.race([handedOver, done])
-  }
-
-  /**
-   * Every statement issued succeeded, or the first failure is thrown. They run when issued, so
-   * most have settled already; a failed one has left the transaction failed, with its error.
-   */
-  async #settledAll(issued: IssuedStatements) {
-    await issued.all()
-    if (this.#wire.abortedBy) throw this.#wire.abortedBy
   }
 
   async listen(channel: string, handler: NotificationHandler) {

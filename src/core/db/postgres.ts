@@ -46,9 +46,17 @@ async function run<R>(
 
 /**
  * COMMIT, queued behind whatever is still outstanding (`pending`); if any of it failed the server
- * turns the COMMIT into a ROLLBACK, and the failure is thrown here.
+ * turns the COMMIT into a ROLLBACK, and the failure is thrown here. A statement that already
+ * failed without reaching the server (a parameter that cannot be encoded) left the server's
+ * transaction intact: then no COMMIT is sent at all.
  */
-async function commit(client: Client, batch: () => void, pending: () => Promise<unknown>) {
+async function commit(
+  client: Client,
+  batch: () => void,
+  issued: IssuedStatements,
+  pending: () => Promise<unknown>,
+) {
+  issued.throwIfFailed()
   batch()
   const done = client.query('COMMIT')
   done.catch(() => {})
@@ -212,7 +220,7 @@ export class PostgresDb implements Db {
               batch()
               tx.exec(`ROLLBACK TO SAVEPOINT ${section}`).catch(() => {})
               await write(tx)
-              await commit(client, batch, () => issued.all())
+              await commit(client, batch, issued, () => issued.all())
             } catch (err) {
               lost = !(await rollback(client))
               throw err
@@ -224,7 +232,7 @@ export class PostgresDb implements Db {
         held = true
         return result
       }
-      await commit(client, batch, () => Promise.all([begun, issued.all()]))
+      await commit(client, batch, issued, () => Promise.all([begun, issued.all()]))
       return result
     } catch (err) {
       piggyback?.fail(err) // no-op once delivered

@@ -181,6 +181,23 @@ describe(`core/db on ${testEngine}`, () => {
     )
   })
 
+  it('a statement that failed before reaching the database still fails the transaction', async () => {
+    await t.db.query('CREATE TABLE encode_probe (v int)')
+    const circular: Record<string, unknown> = {}
+    circular.self = circular
+    await assert.rejects(
+      t.db.transaction(async (tx) => {
+        await tx.query('INSERT INTO encode_probe VALUES (1)')
+        // Not awaited, and it cannot be encoded: it never reaches the database.
+        tx.query('SELECT $1::jsonb', [circular])
+        await tx.query('INSERT INTO encode_probe VALUES (2)')
+      }),
+      /circular/i,
+    )
+    const { rows } = await t.db.query('SELECT * FROM encode_probe')
+    assert.deepEqual(rows, [])
+  })
+
   it('BEGIN sent with the first statement: role, settings and read-only apply to it', async () => {
     const read = (options: Parameters<typeof t.db.transaction>[1]) =>
       t.db.transaction(
