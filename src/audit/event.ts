@@ -91,7 +91,8 @@ export function toRecord(event: SecurityEvent, p: Pseudonymizer, now: Date): Aud
   if (ua) record.userAgent = ua
   if (event.details && Object.keys(event.details).length > 0) {
     const details = minimize(event.details, p, 0) as Record<string, unknown>
-    if ((canonicalize(details)?.length ?? 0) > MAX_DETAILS_BYTES)
+    // The same length as its RFC 8785 form (which only reorders keys), without sorting them.
+    if (Buffer.byteLength(JSON.stringify(details)) > MAX_DETAILS_BYTES)
       throw new InvalidEventError(`event details exceed ${MAX_DETAILS_BYTES} bytes`)
     record.details = details
   }
@@ -125,11 +126,16 @@ export function isEmail(s: string): boolean {
   return EMAIL.test(s)
 }
 
-/** RFC 8785 canonical JSON of a record: the exact leaf bytes. */
-export function canonicalBytes(record: AuditRecord): Buffer {
+/** RFC 8785 canonical JSON of a record: its UTF-8 bytes are the leaf data. */
+export function canonicalJson(record: AuditRecord): string {
   const json = canonicalize(record)
   if (json === undefined) throw new InvalidEventError('event is not serializable')
-  return Buffer.from(json, 'utf8')
+  return json
+}
+
+/** The exact leaf bytes of a record. */
+export function canonicalBytes(record: AuditRecord): Buffer {
+  return Buffer.from(canonicalJson(record), 'utf8')
 }
 
 export function recordLeafHash(record: AuditRecord): Buffer {

@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.ts'
 import type { Db, Queryable, Transaction } from '../core/db/index.ts'
 import { type EventSink, markAuditFailure, type SecurityEvent } from '../core/events.ts'
-import { canonicalBytes, toRecord } from './event.ts'
+import { canonicalJson, toRecord } from './event.ts'
 import type { Pseudonymizer } from './pseudonym.ts'
 
 /** An event ready to queue: the log it belongs to and its canonical record (the future leaf). */
@@ -37,6 +37,13 @@ export interface AuditSinkOptions {
  * statement, durable when it returns.
  */
 export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
+  // One event (a request's own) goes as plain text parameters: no array literal to escape
+  // quote by quote here and to parse back on the server.
+  if (events.length === 1)
+    return q.query('SELECT audit.enqueue(ARRAY[$1::text], ARRAY[$2::text])', [
+      events[0]!.log,
+      events[0]!.body,
+    ])
   return q.query('SELECT audit.enqueue($1::text[], $2::text[])', [
     events.map((e) => e.log),
     events.map((e) => e.body),
@@ -65,7 +72,7 @@ export class AuditSink implements EventSink {
   /** Minimizes, validates and encodes; throws on an invalid event (fail closed). */
   prepare(event: SecurityEvent): PreparedEvent {
     const record = toRecord(event, this.#o.pseudonymizer, this.#o.clock.now())
-    return { log: record.tenant, body: canonicalBytes(record).toString('utf8') }
+    return { log: record.tenant, body: canonicalJson(record) }
   }
 
   async record(event: SecurityEvent, tx?: Transaction): Promise<void> {

@@ -1,13 +1,35 @@
-import helmet from '@fastify/helmet'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import helmet from 'helmet'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { serverTlsOptions, type TlsMinVersion } from '../pki/tls-policy.ts'
 import { healthRoutes, type Readiness } from './health.ts'
-import { correlationIdOf, installObservability } from './observability.ts'
+import { correlationIdOf, installObservability, requestLogger } from './observability.ts'
 import { installProblemHandlers } from './problem-handler.ts'
 
 export const HSTS_MAX_AGE = 31_536_000
+
+/**
+ * Security headers for every response, built once: the policy never varies by route (no CSP
+ * nonces), and @fastify/helmet would build helmet, and parse this policy, again per request.
+ */
+const securityHeaders = helmet({
+  hsts: { maxAge: HSTS_MAX_AGE, includeSubDomains: true, preload: false },
+  contentSecurityPolicy: {
+    directives: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", 'data:'],
+      formAction: ["'self'"],
+      frameAncestors: ["'none'"],
+      objectSrc: ["'none'"],
+      baseUri: ["'self'"],
+    },
+  },
+  referrerPolicy: { policy: 'no-referrer' },
+  crossOriginEmbedderPolicy: false,
+})
 
 export interface AppOptions {
   tls: { key: string; cert: string; ca?: string; minVersion: TlsMinVersion }
@@ -35,6 +57,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         : {}),
     },
     loggerInstance: options.log,
+    childLoggerFactory: requestLogger,
     // Our own completion line (observability.ts) replaces Fastify's request logs.
     logController: new LogController({
       disableRequestLogging: true,
@@ -51,26 +74,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance
 
   installObservability(app, options.metrics)
-  await app.register(helmet, {
-    hsts: { maxAge: HSTS_MAX_AGE, includeSubDomains: true, preload: false },
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'"],
-        imgSrc: ["'self'", 'data:'],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        objectSrc: ["'none'"],
-        baseUri: ["'self'"],
-      },
-    },
-    referrerPolicy: { policy: 'no-referrer' },
-    crossOriginEmbedderPolicy: false,
-  })
-  // Responses are per-principal: never cached by intermediaries unless a route says otherwise.
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
+    // Responses are per-principal: never cached by intermediaries unless a route says otherwise.
     reply.header('cache-control', 'no-store')
+    securityHeaders(request.raw, reply.raw, (err) =>
+      done(err === undefined || err instanceof Error ? err : new Error('security headers failed')),
+    )
   })
   installProblemHandlers(app)
   healthRoutes(app, { readiness: options.readiness, metrics: options.metrics })

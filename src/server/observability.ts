@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { Registry } from 'prom-client'
 import {
   isCorrelationId,
@@ -38,24 +38,53 @@ export function outboundTraceparent(request: FastifyRequest): string {
   return `00-${t.traceId}-${newSpanId()}-${t.flags}`
 }
 
+/** A request's trace: the caller's (a valid `traceparent`) continued, else a new one. */
+function traceOf(traceparent: unknown): RequestTrace {
+  const parent = parseTraceparent(traceparent)
+  return {
+    traceId: parent?.traceId ?? newTraceId(),
+    spanId: newSpanId(),
+    parentId: parent?.parentId,
+    flags: parent?.flags ?? '00',
+  }
+}
+
+/** Each request's trace, made with its logger (Fastify builds the logger before the request). */
+const traces = new WeakMap<object, RequestTrace>()
+
+/**
+ * Fastify `childLoggerFactory`: one child logger per request, bound to its correlation id and
+ * trace. (A child of that child would cost pino a second copy of its formatters per request.)
+ */
+export const requestLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (
+  logger,
+  bindings,
+  options,
+  raw,
+) => {
+  const trace = traceOf(raw.headers.traceparent)
+  traces.set(raw, trace)
+  const bound = { ...bindings, traceId: trace.traceId, spanId: trace.spanId }
+  // pino takes a shorter path for a child without options.
+  return Object.keys(options).length === 0 ? logger.child(bound) : logger.child(bound, options)
+}
+
 /** Correlation id echo, trace context on every log line, request metrics and a completion log. */
 export function installObservability(app: FastifyInstance, registry: Registry) {
   const metrics = httpMetrics(registry)
   app.decorateRequest('trace', null as unknown as RequestTrace)
 
-  app.addHook('onRequest', async (request, reply) => {
-    const parent = parseTraceparent(request.headers.traceparent)
-    request.trace = {
-      traceId: parent?.traceId ?? newTraceId(),
-      spanId: newSpanId(),
-      parentId: parent?.parentId,
-      flags: parent?.flags ?? '00',
-    }
-    request.log = request.log.child({
-      traceId: request.trace.traceId,
-      spanId: request.trace.spanId,
-    })
+  app.addHook('onRequest', (request, reply, done) => {
+    const made = traces.get(request.raw)
+    request.trace = made ?? traceOf(request.headers.traceparent)
+    // A server built without requestLogger: bind the trace here.
+    if (!made)
+      request.log = request.log.child({
+        traceId: request.trace.traceId,
+        spanId: request.trace.spanId,
+      })
     reply.header('x-correlation-id', request.id)
+    done()
   })
 
   app.addHook('onResponse', async (request, reply) => {

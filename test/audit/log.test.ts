@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
 import { canonicalBytes, toRecord } from '../../src/audit/event.ts'
 import { leafHash } from '../../src/audit/merkle.ts'
 import { Pseudonymizer } from '../../src/audit/pseudonym.ts'
-import { AuditSink } from '../../src/audit/sink.ts'
+import { AuditSink, enqueue } from '../../src/audit/sink.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
 import type { Db } from '../../src/core/db/index.ts'
 import { type AuditFixture, auditFixture, event, recordMany } from './helpers.ts'
@@ -47,6 +48,44 @@ describe('audit log: append, fail closed, minimization', () => {
       { idx: 0, correlation_id: 'cid-1' },
       { idx: 1, correlation_id: 'cid-3' },
     ])
+  })
+
+  it('stores a body exactly, alone or in a group, whatever characters its details hold', async () => {
+    const note = fc.string({ unit: 'grapheme', maxLength: 40 }).filter((x) => !x.includes('\0'))
+    let run = 0
+    // Queued or already integrated by the sequencer: a run's bodies, in the order they went in.
+    const stored = async (marker: string) =>
+      (
+        await f.db.query<{ body: string }>(
+          `SELECT body FROM (
+             SELECT body, 0 AS part, id AS k FROM audit.queue WHERE log = 'chars'
+             UNION ALL SELECT body, 1, idx FROM audit.events WHERE log = 'chars') b
+           WHERE strpos(body, $1) > 0 ORDER BY part, k`,
+          [marker],
+        )
+      ).rows.map((r) => r.body)
+    await fc.assert(
+      fc.asyncProperty(fc.array(note, { minLength: 1, maxLength: 3 }), async (notes) => {
+        const marker = `chars-${++run}-`
+        const events = notes.map((n, i) =>
+          event(i, { tenant: 'chars', correlationId: `${marker}${i}`, details: { note: n } }),
+        )
+        const prepared = events.map((e) => f.audit.sink.prepare(e).body)
+        // One statement per event, in the caller's transaction.
+        await f.db.transaction(async (tx) => {
+          for (const e of events) await f.audit.sink.record(e, tx)
+        })
+        assert.deepEqual((await stored(marker)).sort(), [...prepared].sort())
+        // The group commit's path: one statement with arrays.
+        const again = `chars-${++run}-`
+        const grouped = events.map((e, i) =>
+          f.audit.sink.prepare({ ...e, correlationId: `${again}${i}` }),
+        )
+        await enqueue(f.db, grouped)
+        assert.deepEqual((await stored(again)).sort(), grouped.map((g) => g.body).sort())
+      }),
+      { numRuns: 25 },
+    )
   })
 
   it('fails closed: an invalid event throws and rolls the caller back', async () => {
@@ -240,6 +279,18 @@ describe('audit log: append, fail closed, minimization', () => {
     // IPs stay in clear unless configured otherwise.
     const clear = new Pseudonymizer(Buffer.alloc(32, 1), { pseudonymizeIps: false })
     assert.equal(clear.ip('192.0.2.1'), '192.0.2.1')
+  })
+
+  it('refuses details over 8192 bytes of canonical JSON, counted in UTF-8 bytes', () => {
+    const p = new Pseudonymizer(Buffer.alloc(32, 1), { pseudonymizeIps: false })
+    const withNote = (note: string) =>
+      toRecord(event(1, { details: { note } }), p, new Date(Date.UTC(2026, 0, 2)))
+    // {"note":"…"} is 11 bytes around the note.
+    assert.doesNotThrow(() => withNote('a'.repeat(8192 - 11)))
+    assert.throws(() => withNote('a'.repeat(8192 - 10)), { name: 'InvalidEventError' })
+    // 'é' is 2 bytes: 4,090 of them (8,180 bytes) fit, 4,091 (8,182 bytes, 4,102 characters) do not.
+    assert.doesNotThrow(() => withNote('é'.repeat(4090)))
+    assert.throws(() => withNote('é'.repeat(4091)), { name: 'InvalidEventError' })
   })
 
   it('query columns come from the body, whatever the writer passes; leaves hash the body', async () => {

@@ -104,12 +104,17 @@ describe('HTTPS server shell', () => {
 
   it('honours traceparent: the trace id is on the request log lines', async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
-    const r = await get('/nope', {
-      headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
-    })
-    const id = r.headers['x-correlation-id']
-    const line = server.logs.find((l) => l.correlationId === id && l.msg === 'request completed')
-    assert.equal(line?.traceId, traceId)
+    // A routed request and an unmatched one (Fastify's 404 handler makes its logger apart).
+    for (const path of ['/test/boom', '/nope']) {
+      const r = await get(path, {
+        headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+      })
+      const id = r.headers['x-correlation-id']
+      const line = server.logs.find((l) => l.correlationId === id && l.msg === 'request completed')
+      assert.equal(line?.traceId, traceId, path)
+      assert.match(String(line?.spanId), /^[0-9a-f]{16}$/)
+      assert.notEqual(line?.spanId, '00f067aa0ba902b7')
+    }
   })
 
   const post = (body: string, type = 'application/json') =>
