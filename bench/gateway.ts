@@ -87,6 +87,9 @@ async function usage(child: ChildProcess) {
   }
 }
 
+/** The issue's latency bound for the pipeline. */
+const P99_BOUND_MS = 10
+
 const perRequest = (ms: number, n: number) => Math.round((ms / n) * 1000) / 1000
 
 /** The q-quantile of sorted values (nearest rank). */
@@ -245,9 +248,13 @@ export default async function (args: string[]) {
           Math.round((bare.serverCpuMsPerRequest / pipeline.serverCpuMsPerRequest) * 100) / 100,
         targetMet:
           pipeline.requestsPerSecond >= bare.requestsPerSecond / 2 &&
-          pipeline.p99Ms < 10 &&
+          pipeline.p99Ms < P99_BOUND_MS &&
           pipeline.non2xx === 0 &&
           pipeline.errors === 0,
+        // The bare route's own p99 already at or over the bound: the pipeline does all of its
+        // work and more on the same cores, so the target cannot be met at this level (with
+        // `connections` requests always in flight, latency is connections / throughput).
+        targetReachable: bare.p99Ms < P99_BOUND_MS,
       })
     }
     const ended = await ask<{ auditEvents: number }>(child, { stats: true }, 'stats')
@@ -268,7 +275,7 @@ export default async function (args: string[]) {
       auditEventsWritten: ended.auditEvents - started.auditEvents,
       auditedRequestsMeasured: auditedRequests,
       loadAverageAtEnd: Math.round(loadavg()[0] * 100) / 100,
-      target: { ratioAtLeast: 0.5, p99MsBelow: 10 },
+      target: { ratioAtLeast: 0.5, p99MsBelow: P99_BOUND_MS },
     }
   } finally {
     child.send({ stop: true })

@@ -66,8 +66,16 @@ new PerformanceObserver((list) => {
 const home = await mkdtemp(join(tmpdir(), 'dflare-bench-gw-'))
 const database = process.env.DFLARE_TEST_DATABASE_URL ? await createPostgresDatabase() : undefined
 if (!database) await copyPgliteTemplate(join(home, 'data'), allMigrations)
+// Settings from the environment (DFLARE_AUDIT_INTEGRATION_DELAY=20ms, say) reach the plane, so
+// that they can be compared; the bench's own home, listener, rate limits and database win.
+const settings = Object.fromEntries(
+  Object.entries(process.env).filter(
+    ([k]) => k.startsWith('DFLARE_') && k !== 'DFLARE_TEST_DATABASE_URL',
+  ),
+)
 const { config } = loadDflareConfig({
   env: {
+    ...settings,
     DFLARE_HOME: home,
     DFLARE_LISTEN: 'https://127.0.0.1:0',
     // The bench measures the pipeline, not the rate limiter's refusals.
