@@ -33,6 +33,7 @@ import { grantBootstrapRoles } from './bootstrap-roles.ts'
 import type { Component, InternalApi, Runtime } from './component.ts'
 import type { Config } from './config.ts'
 import { LogEventSink } from './event-log-sink.ts'
+import { tuneGarbageCollection } from './gc-tuning.ts'
 import { createInternalListener, type InternalListener } from './internal.ts'
 import { allMigrations } from './migrations.ts'
 import { Peers } from './peers.ts'
@@ -96,6 +97,7 @@ export async function createControlPlane(
   log: Logger,
   options: PlaneOptions = {},
 ): Promise<ControlPlane> {
+  tuneGarbageCollection()
   const enabled = options.components ?? COMPONENTS
   const topology = resolveTopology(config, enabled, { internal: options.internal === true })
   const has = (c: ComponentName) => topology.local.has(c)
