@@ -29,9 +29,11 @@
  *
  * PostgreSQL when DFLARE_TEST_DATABASE_URL or DATABASE_URL is set (a fresh database is created
  * on that server and dropped afterwards), else embedded PGlite (`engine` says which).
- * `--profile=DIR` writes a V8 CPU profile of the server process during each target's run
- * (`DIR/{bare,durable,audited,pipeline}-<connections>.cpuprofile`, for Chrome DevTools; one
- * slice each).
+ * `--profile=DIR` writes a V8 CPU profile and a sampling heap profile (every allocation, also
+ * those that die young) of the server process during each target's run
+ * (`DIR/{bare,durable,audited,pipeline}-<connections>.{cpuprofile,heapprofile}`, for Chrome
+ * DevTools; one slice each). The server inherits this process's V8 flags:
+ * `node --trace-gc-nvp bench/run.ts gateway …` prints each collection's pause and promoted bytes.
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { mkdirSync } from 'node:fs'

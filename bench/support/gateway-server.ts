@@ -13,7 +13,8 @@
  * IPC: sends `{ ready: {...} }`; answers `{ cpu: true }` with the process CPU time so far and its
  * garbage collection pauses (count and total so far, the longest since the last such answer),
  * `{ stats: true }` with the audit log's size, `{ profileStart: true }` / `{ profileStop: FILE }`
- * by starting / writing a V8 CPU profile; exits on `{ stop: true }`.
+ * by starting / writing a V8 CPU profile (FILE) and a sampling heap profile (FILE with
+ * `.heapprofile` for `.cpuprofile`); exits on `{ stop: true }`.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
@@ -217,6 +218,7 @@ async function auditEvents(): Promise<number> {
 const inspector = new Session()
 inspector.connect()
 await inspector.post('Profiler.enable')
+await inspector.post('HeapProfiler.enable')
 
 process.on('message', async (m: Message) => {
   if (m.cpu) {
@@ -224,12 +226,23 @@ process.on('message', async (m: Message) => {
     gc.maxMs = 0
   }
   if (m.profileStart) {
+    // Every allocation sampled (also those that die young): what a request allocates, and where.
+    await inspector.post('HeapProfiler.startSampling', {
+      samplingInterval: 16384,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    })
     await inspector.post('Profiler.start')
     process.send!({ profiling: true })
   }
   if (m.profileStop) {
     const { profile } = await inspector.post('Profiler.stop')
     await writeFile(m.profileStop, JSON.stringify(profile))
+    const heap = await inspector.post('HeapProfiler.stopSampling')
+    await writeFile(
+      m.profileStop.replace(/\.cpuprofile$/, '.heapprofile'),
+      JSON.stringify(heap.profile),
+    )
     process.send!({ profiled: m.profileStop })
   }
   if (m.stats) process.send!({ stats: { auditEvents: await auditEvents() } })
