@@ -2,9 +2,10 @@ import pino, { type DestinationStream, type Logger } from 'pino'
 
 /**
  * Keys whose values never reach the log in clear, at any depth of what a caller logs (request
- * headers, bodies, error objects, config dumps), compared case-insensitively.
+ * headers, bodies, error objects, config dumps), as callers spell them; compared
+ * case-insensitively.
  */
-export const SECRET_KEYS: ReadonlySet<string> = new Set([
+const SECRET_KEY_NAMES = [
   'password',
   'client_secret',
   'secret',
@@ -17,20 +18,23 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'set-cookie',
   'dpop',
   'otp',
-  'databaseurl',
-])
+  'databaseUrl',
+]
 
-/** Secret only at the top of a line (an OAuth authorization code); nested (`err.code`) it names an error. */
-const TOP_LEVEL_SECRET_KEYS: ReadonlySet<string> = new Set(['code'])
+/** SECRET_KEY_NAMES in lower case. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(
+  SECRET_KEY_NAMES.map((k) => k.toLowerCase()),
+)
 
 export const CENSOR = '[REDACTED]'
 
 /** Deeper than this, a logged value is dropped rather than searched. */
 const MAX_DEPTH = 8
 
+/** `code` is a secret at the top of a line (an OAuth code); deeper (`err.code`) it names an error. */
 const isSecret = (key: string, depth: number) => {
   const k = key.toLowerCase()
-  return SECRET_KEYS.has(k) || (depth === 0 && TOP_LEVEL_SECRET_KEYS.has(k))
+  return SECRET_KEYS.has(k) || (depth === 0 && k === 'code')
 }
 
 /**
@@ -100,8 +104,8 @@ export function safeError(err: unknown): Record<string, unknown> {
  * path makes pino re-parse every path for every key of every line.
  */
 const PINO_REDACT_PATHS = [
-  ...[...SECRET_KEYS, ...TOP_LEVEL_SECRET_KEYS].filter((k) => /^[a-z_]+$/.test(k)),
-  'databaseUrl',
+  ...SECRET_KEY_NAMES.filter((k) => !k.includes('-')),
+  'code',
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers.dpop',

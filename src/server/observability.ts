@@ -75,14 +75,10 @@ export function installObservability(app: FastifyInstance, registry: Registry) {
   app.decorateRequest('trace', null as unknown as RequestTrace)
 
   app.addHook('onRequest', (request, reply, done) => {
-    const made = traces.get(request.raw)
-    request.trace = made ?? traceOf(request.headers.traceparent)
-    // A server built without requestLogger: bind the trace here.
-    if (!made)
-      request.log = request.log.child({
-        traceId: request.trace.traceId,
-        spanId: request.trace.spanId,
-      })
+    const trace = traces.get(request.raw)
+    // buildApp gives Fastify requestLogger, which made the trace with the request's logger.
+    if (!trace) return done(new Error('the request logger was not made by requestLogger'))
+    request.trace = trace
     reply.header('x-correlation-id', request.id)
     done()
   })
