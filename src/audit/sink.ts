@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.ts'
-import type { Db, Queryable, Transaction } from '../core/db/index.ts'
+import { type Db, prepared, type Queryable, type Transaction } from '../core/db/index.ts'
 import { type EventSink, markAuditFailure, type SecurityEvent } from '../core/events.ts'
 import { canonicalJson, toRecord } from './event.ts'
 import type { Pseudonymizer } from './pseudonym.ts'
@@ -31,23 +31,26 @@ export interface AuditSinkOptions {
   onQueued?: () => void
 }
 
+/** The statements that queue events (exported for tests). */
+export const ENQUEUE = {
+  one: prepared('INSERT INTO audit.queue (log, body) VALUES ($1, $2)'),
+  // Arrays of different lengths leave a NULL that the NOT NULL columns refuse.
+  many: prepared(
+    'INSERT INTO audit.queue (log, body) SELECT * FROM unnest($1::text[], $2::text[])',
+  ),
+}
+
 /**
- * Queues prepared events with one statement: `audit.enqueue` (migration 0003) inserts them as the
- * writer role. Inside `q`'s transaction when `q` is one; on the pool it is an autocommit
- * statement, durable when it returns.
+ * Queues prepared events with one statement, prepared once per connection (migration 0005): the
+ * caller may insert the queue's log and body columns and nothing else of the audit schema. Inside
+ * `q`'s transaction when `q` is one; on the pool it is an autocommit statement, durable when it
+ * returns.
  */
 export function enqueue(q: Queryable, events: readonly PreparedEvent[]) {
   // One event (a request's own) goes as plain text parameters: no array literal to escape
   // quote by quote here and to parse back on the server.
-  if (events.length === 1)
-    return q.query('SELECT audit.enqueue(ARRAY[$1::text], ARRAY[$2::text])', [
-      events[0]!.log,
-      events[0]!.body,
-    ])
-  return q.query('SELECT audit.enqueue($1::text[], $2::text[])', [
-    events.map((e) => e.log),
-    events.map((e) => e.body),
-  ])
+  if (events.length === 1) return q.query(ENQUEUE.one, [events[0]!.log, events[0]!.body])
+  return q.query(ENQUEUE.many, [events.map((e) => e.log), events.map((e) => e.body)])
 }
 
 /**

@@ -4,7 +4,7 @@ import fc from 'fast-check'
 import { canonicalBytes, toRecord } from '../../src/audit/event.ts'
 import { leafHash } from '../../src/audit/merkle.ts'
 import { Pseudonymizer } from '../../src/audit/pseudonym.ts'
-import { AuditSink, enqueue } from '../../src/audit/sink.ts'
+import { AuditSink, ENQUEUE, enqueue } from '../../src/audit/sink.ts'
 import { verifyDatabase } from '../../src/audit/tools.ts'
 import type { Db } from '../../src/core/db/index.ts'
 import { type AuditFixture, auditFixture, event, recordMany } from './helpers.ts'
@@ -146,12 +146,11 @@ describe('audit log: append, fail closed, minimization', () => {
       )
   })
 
-  it('audit.enqueue queues as the writer role, for its holders only, and checks its arguments', async () => {
-    // The application role holds the writer role: it can queue through the function...
-    await f.db.transaction(
-      (tx) => tx.query("SELECT audit.enqueue(ARRAY['fn'], ARRAY['{\"v\":1}'])"),
-      { role: 'dflare_app' },
-    )
+  it('the queue takes log and body from the writer role and the control plane, nothing more', async () => {
+    // The application role holds the writer role: it can queue an event...
+    await f.db.transaction((tx) => enqueue(tx, [{ log: 'fn', body: '{"v":1}' }]), {
+      role: 'dflare_app',
+    })
     assert.equal(
       (
         await f.db.query<{ n: number }>(
@@ -160,19 +159,31 @@ describe('audit log: append, fail closed, minimization', () => {
       ).rows[0]!.n,
       1,
     )
-    // ...a role without it cannot (EXECUTE is revoked from PUBLIC),
+    // ...but not set any other column, nor read what is queued,
     await assert.rejects(
-      f.db.transaction((tx) => tx.query("SELECT audit.enqueue(ARRAY['fn'], ARRAY['{}'])"), {
+      f.db.transaction(
+        (tx) =>
+          tx.query(
+            "INSERT INTO audit.queue (log, body, queued_at) VALUES ('fn', '{}', now() - interval '1 day')",
+          ),
+        { role: 'dflare_app' },
+      ),
+      /permission denied/,
+    )
+    await assert.rejects(
+      f.db.transaction((tx) => tx.query('SELECT body FROM audit.queue'), { role: 'dflare_app' }),
+      /permission denied/,
+    )
+    // a role without it cannot queue at all,
+    await assert.rejects(
+      f.db.transaction((tx) => enqueue(tx, [{ log: 'fn', body: '{}' }]), {
         role: 'dflare_audit_sequencer',
       }),
       /permission denied/,
     )
-    // and logs and bodies must pair up (unnest would pad the shorter with NULLs).
-    await assert.rejects(
-      f.db.query("SELECT audit.enqueue(ARRAY['fn', 'fn'], ARRAY['{}'])"),
-      /2 logs for 1 bodies/,
-    )
-    await assert.rejects(f.db.query("SELECT audit.enqueue(ARRAY[''], ARRAY['{}'])"), /check/)
+    // and logs and bodies must pair up (unnest pads the shorter with NULLs, which are refused).
+    await assert.rejects(f.db.query(ENQUEUE.many, [['fn', 'fn'], ['{}']]), /null value/)
+    await assert.rejects(enqueue(f.db, [{ log: '', body: '{}' }]), /check/)
   })
 
   it('group commits take every event waiting while one is in flight, in one statement', async () => {

@@ -52,21 +52,22 @@ const PLAIN_SETTING_NAME = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/
 const PLAIN_SETTING_VALUE = /^[A-Za-z0-9._:@/-]{0,256}$/
 
 /**
- * The opening in one round trip: a multi-statement simple query (`BEGIN …; SET LOCAL ROLE …;
- * SELECT set_config(…)`), so that if any part fails the transaction is aborted and every
- * statement after it fails too. Only names and values of a plain character set are written into
- * the text; anything else is set with a parameter, sent right behind it (on a pipelined
- * connection, before anything the caller sends). `piggybackAt` is the index of the piggybacked
- * read's result.
+ * The opening, sent in one write: `head` is a multi-statement simple query (`BEGIN …`, and for a
+ * held read its savepoint and `SET TRANSACTION READ ONLY`), so that if any part fails the
+ * transaction is aborted and every statement after it fails too. The piggybacked read, when there
+ * is one, goes right behind it as a prepared statement (planned once per connection, not on every
+ * request), and `tail` (`SET LOCAL ROLE …; SELECT set_config(…)`) behind that. Only names and
+ * values of a plain character set are written into the text; anything else is set with a
+ * parameter, sent after the tail (on a pipelined connection, before anything the caller sends).
  */
 export function beginStatements(
   options: TransactionOptions = {},
   piggyback?: string,
   section?: string,
 ): {
-  text: string
+  head: string
+  tail: string | undefined
   params: [string, string][]
-  piggybackAt: number
 } {
   const opening = openingOf(options, piggyback, section)
   const statements = opening.statements.map((s) => s.sql)
@@ -78,5 +79,11 @@ export function beginStatements(
     else params.push([name, value])
   }
   if (inline.length > 0) statements.push(`SELECT ${inline.join(', ')}`)
-  return { text: statements.join('; '), params, piggybackAt: opening.piggybackAt }
+  if (piggyback === undefined) return { head: statements.join('; '), tail: undefined, params }
+  const after = statements.slice(opening.piggybackAt + 1)
+  return {
+    head: statements.slice(0, opening.piggybackAt).join('; '),
+    tail: after.length > 0 ? after.join('; ') : undefined,
+    params,
+  }
 }

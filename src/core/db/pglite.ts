@@ -10,6 +10,7 @@ import { durableDataDir } from './pglite-durable.ts'
 import { PgliteWire } from './pglite-wire.ts'
 import { takePiggyback } from './piggyback.ts'
 import { typeParsers } from './postgres.ts'
+import { type Sql, sqlText } from './prepared.ts'
 import type {
   Db,
   NotificationHandler,
@@ -129,12 +130,12 @@ export class PgliteDb implements Db {
   }
 
   query<R = Record<string, unknown>>(
-    sql: string,
+    sql: Sql,
     params?: readonly SqlValue[],
   ): Promise<QueryResult<R>> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
     const released = releaseHeldRead()
-    const run = () => this.#exclusive(() => this.#wire.query<R>(sql, params))
+    const run = () => this.#exclusive(() => this.#wire.query<R>(sqlText(sql), params))
     return released ? released.then(run) : run()
   }
 
@@ -160,7 +161,7 @@ export class PgliteDb implements Db {
         const issued = new IssuedStatements()
         // A statement runs when it is issued: the order of the calls is the order of execution.
         const tx: Transaction = {
-          query: (sql, params) => issued.track(settled(() => wire.query(sql, params))),
+          query: (sql, params) => issued.track(settled(() => wire.query(sqlText(sql), params))),
           exec: (sql) => issued.track(settled(() => void wire.script(sql))),
         }
         try {

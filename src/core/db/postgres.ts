@@ -5,6 +5,7 @@ import { claimHold, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { assertIdentifier } from './names.ts'
 import { takePiggyback } from './piggyback.ts'
+import { prepared, type Sql } from './prepared.ts'
 import {
   type Db,
   LISTENER_LOST,
@@ -37,10 +38,13 @@ type Client = pg.PoolClient | pg.Client
 
 async function run<R>(
   client: Client | pg.Pool,
-  sql: string,
+  sql: Sql,
   params?: readonly SqlValue[],
 ): Promise<QueryResult<R>> {
-  const res = await client.query(sql, params as unknown[] | undefined)
+  const res =
+    typeof sql === 'string'
+      ? await client.query(sql, params as unknown[] | undefined)
+      : await client.query({ name: sql.name, text: sql.text, values: params as unknown[] })
   return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
 }
 
@@ -110,7 +114,7 @@ export class PostgresDb implements Db {
     this.#pool.on('error', () => {})
   }
 
-  query<R = Record<string, unknown>>(sql: string, params?: readonly SqlValue[]) {
+  query<R = Record<string, unknown>>(sql: Sql, params?: readonly SqlValue[]) {
     const released = releaseHeldRead()
     if (released) return released.then(() => run<R>(this.#pool, sql, params))
     return run<R>(this.#pool, sql, params)
@@ -187,19 +191,20 @@ export class PostgresDb implements Db {
     try {
       // With pipelineBegin, BEGIN and the first statement leave in one write.
       batch()
-      const opened = client.query(begin.text) as unknown as Promise<
-        pg.QueryResult | pg.QueryResult[]
-      >
-      if (piggyback)
-        opened.then(
-          (results) => {
-            const row = (Array.isArray(results) ? results[begin.piggybackAt] : undefined)?.rows[0]
-            if (row) piggyback.deliver(row)
+      const sent: Promise<unknown>[] = [client.query(begin.head)]
+      if (piggyback) {
+        const { name, text } = prepared(piggyback.sql)
+        const read = client.query({ name, text })
+        read.then(
+          ({ rows }) => {
+            if (rows[0]) piggyback.deliver(rows[0])
             else piggyback.fail(new Error('the piggybacked read returned no row'))
           },
           (err) => piggyback.fail(err),
         )
-      const sent: Promise<unknown>[] = [opened]
+        sent.push(read)
+      }
+      if (begin.tail) sent.push(client.query(begin.tail))
       for (const [name, value] of begin.params)
         sent.push(run(client, 'SELECT set_config($1, $2, true)', [name, value]))
       begun = Promise.all(sent)

@@ -1,4 +1,8 @@
 /** One small query interface over PostgreSQL (`pg`) and embedded PGlite. */
+import type { Sql } from './prepared.ts'
+
+export type { PreparedStatement, Sql } from './prepared.ts'
+export { prepared } from './prepared.ts'
 
 export type SqlValue =
   | string
@@ -19,7 +23,7 @@ export interface QueryResult<R> {
 /** Anything that can run a parameterised statement: the database or an open transaction. */
 export interface Queryable {
   query<R = Record<string, unknown>>(
-    sql: string,
+    sql: Sql,
     params?: readonly SqlValue[],
   ): Promise<QueryResult<R>>
 }

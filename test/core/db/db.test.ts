@@ -3,7 +3,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { LISTENER_LOST, MigrationError, migrate, openDb } from '../../../src/core/db/index.ts'
+import {
+  LISTENER_LOST,
+  MigrationError,
+  migrate,
+  openDb,
+  prepared,
+} from '../../../src/core/db/index.ts'
 import { coreMigrations } from '../../../src/core/migrations.ts'
 import {
   createPostgresDatabase,
@@ -63,6 +69,32 @@ describe(`core/db on ${testEngine}`, () => {
       q: "'; DROP TABLE x; --",
     })
     assert.ok(Buffer.isBuffer(inside!.b))
+  })
+
+  it('a prepared statement means what its text means, run again, in transactions, after failing', async () => {
+    const sql = 'SELECT $1::int8 / $2::int8 AS q, $3::text[] AS a, $4::jsonb AS j'
+    const statement = prepared(sql)
+    assert.equal(prepared(sql), statement, 'one statement per text')
+    assert.notEqual(prepared(`${sql} `).name, statement.name, 'another text, another name')
+    const params = [7, 2, ['x', 'y"z'], { k: 1 }]
+    const expected = (await t.db.query(sql, params)).rows
+    assert.deepEqual((await t.db.query(statement, params)).rows, expected)
+    assert.deepEqual((await t.db.query(statement, params)).rows, expected)
+    const err = await t.db.query(statement, [1, 0, [], null]).catch((e: unknown) => e)
+    assert.equal((err as { code?: string }).code, '22012', 'division by zero')
+    assert.deepEqual(
+      await t.db.transaction(async (tx) => {
+        const first = (await tx.query(statement, params)).rows
+        assert.deepEqual((await tx.query(statement, params)).rows, first)
+        return first
+      }),
+      expected,
+    )
+    // Prepared on some connections and not others: every connection of the pool answers alike.
+    const many = await Promise.all(
+      Array.from({ length: 12 }, () => t.db.transaction((tx) => tx.query(statement, params))),
+    )
+    for (const r of many) assert.deepEqual(r.rows, expected)
   })
 
   it('inside a transaction: errors carry their SQLSTATE, and statements not awaited run one at a time', async () => {
