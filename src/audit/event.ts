@@ -63,41 +63,45 @@ export function toRecord(event: SecurityEvent, p: Pseudonymizer, now: Date): Aud
   if (!(time instanceof Date) || Number.isNaN(time.getTime()))
     throw new InvalidEventError('event field time is invalid')
 
-  const record: AuditRecord = {
-    v: 1,
-    time: time.toISOString(),
-    type,
-    tenant,
-    actor: {
-      kind: actor.kind,
-      id: p.maybeEmail(text('actor.id', actor.id, 256)!),
-      ...(actor.realm ? { realm: text('actor.realm', actor.realm, 63)! } : {}),
-    },
-    action: text('action', event.action, 256)!,
-    outcome: event.outcome,
+  const actorRealm = actor.realm ? text('actor.realm', actor.realm, 63)! : undefined
+  const actorId = p.maybeEmail(text('actor.id', actor.id, 256)!)
+  const action = text('action', event.action, 256)!
+  const resource = event.resource && {
+    id: p.maybeEmail(text('resource.id', event.resource.id, 512)!),
+    type: text('resource.type', event.resource.type, 128)!,
   }
-  if (event.resource)
-    record.resource = {
-      type: text('resource.type', event.resource.type, 128)!,
-      id: p.maybeEmail(text('resource.id', event.resource.id, 512)!),
-    }
   const reason = text('reason', event.reason, 256, true)
-  if (reason) record.reason = p.maybeEmail(reason)
-  const cid = text('correlationId', event.correlationId, 128, true)
-  if (cid) record.correlationId = cid
+  const correlationId = text('correlationId', event.correlationId, 128, true)
   const ip = text('sourceIp', event.sourceIp, 64, true)
-  if (ip) record.sourceIp = p.ip(ip)
-  const ua = typeof event.userAgent === 'string' ? event.userAgent.slice(0, 512) : undefined
-  if (ua) record.userAgent = ua
+  const userAgent = typeof event.userAgent === 'string' ? event.userAgent.slice(0, 512) : undefined
+  let details: Record<string, unknown> | undefined
   if (event.details && Object.keys(event.details).length > 0) {
-    const details = minimize(event.details, p, 0) as Record<string, unknown>
-    // The same length as its RFC 8785 form (which only reorders keys), without sorting them.
+    details = minimize(event.details, p, 0) as Record<string, unknown>
+    // The same length as its RFC 8785 form (which only reorders keys).
     if (Buffer.byteLength(JSON.stringify(details)) > MAX_DETAILS_BYTES)
       throw new InvalidEventError(`event details exceed ${MAX_DETAILS_BYTES} bytes`)
-    record.details = details
   }
-  return record
+  // Keys in RFC 8785 order (sorted by UTF-16 code units), here and in minimize: JSON.stringify
+  // then writes the canonical form as it is (canonicalText).
+  return {
+    action,
+    actor: { id: actorId, kind: actor.kind, ...(actorRealm ? { realm: actorRealm } : {}) },
+    ...(correlationId ? { correlationId } : {}),
+    ...(details ? { details } : {}),
+    outcome: event.outcome,
+    ...(reason ? { reason: p.maybeEmail(reason) } : {}),
+    ...(resource ? { resource } : {}),
+    ...(ip ? { sourceIp: p.ip(ip) } : {}),
+    tenant,
+    time: time.toISOString(),
+    type,
+    ...(userAgent ? { userAgent } : {}),
+    v: 1,
+  }
 }
+
+/** Sorts keys by UTF-16 code units, as RFC 8785 does. */
+const byCodeUnits = ([a]: [string, unknown], [b]: [string, unknown]) => (a < b ? -1 : a > b ? 1 : 0)
 
 function minimize(value: unknown, p: Pseudonymizer, depth: number, key = ''): unknown {
   if (depth > 6) throw new InvalidEventError('event details are nested too deeply')
@@ -109,8 +113,9 @@ function minimize(value: unknown, p: Pseudonymizer, depth: number, key = ''): un
   }
   if (Array.isArray(value)) return value.map((v) => minimize(v, p, depth + 1))
   if (value && typeof value === 'object') {
+    // In RFC 8785 order (see toRecord).
     const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(value)) {
+    for (const [k, v] of Object.entries(value).sort(byCodeUnits)) {
       if (v !== undefined) out[k] = minimize(v, p, depth + 1, k)
     }
     return out
@@ -128,9 +133,53 @@ export function isEmail(s: string): boolean {
 
 /** RFC 8785 canonical JSON of a record: its UTF-8 bytes are the leaf data. */
 export function canonicalJson(record: AuditRecord): string {
-  const json = canonicalize(record)
+  return canonicalText(record)
+}
+
+/**
+ * RFC 8785 canonical JSON of a JSON value. JSON.stringify writes strings and numbers as RFC 8785
+ * does (ECMAScript's number formatting and string escaping) but keeps each object's key order:
+ * when every key order already is the sorted one (records are built so, see toRecord), its output
+ * is the canonical form, without sorting or concatenating anything here. Otherwise, and for
+ * anything RFC 8785 refuses (lone surrogates, non-finite numbers) or JSON.stringify would write
+ * otherwise (toJSON, undefined, integer-like keys that JavaScript enumerates first), canonicalize
+ * decides.
+ */
+export function canonicalText(value: unknown): string {
+  let json: string | undefined
+  try {
+    json = stringifiesCanonically(value, 0) ? JSON.stringify(value) : canonicalize(value)
+  } catch (err) {
+    throw new InvalidEventError(`event is not serializable: ${(err as Error).message}`)
+  }
   if (json === undefined) throw new InvalidEventError('event is not serializable')
   return json
+}
+
+function stringifiesCanonically(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+      return value.isWellFormed()
+    case 'number':
+      return Number.isFinite(value)
+    case 'boolean':
+      return true
+    case 'object': {
+      if (value === null) return true
+      if (depth > 32) return false
+      if (Array.isArray(value)) return value.every((v) => stringifiesCanonically(v, depth + 1))
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false
+      let previous: string | undefined
+      for (const [key, v] of Object.entries(value)) {
+        if (previous !== undefined && !(previous < key)) return false
+        if (!key.isWellFormed() || !stringifiesCanonically(v, depth + 1)) return false
+        previous = key
+      }
+      return true
+    }
+    default:
+      return false
+  }
 }
 
 /** The exact leaf bytes of a record. */

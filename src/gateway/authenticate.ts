@@ -42,6 +42,29 @@ function invalidToken(description: string): Problem {
   )
 }
 
+const MALFORMED = Symbol('malformed')
+/** The unverified `iss` of tokens seen lately, by token (oldest first out). */
+const issuers = new Map<string, unknown>()
+const MAX_ISSUERS = 10_000
+
+/**
+ * The token's `iss` as it claims it (MALFORMED when it does not decode), only to choose the realm
+ * to verify against. Remembered: a token comes back with every request, and decoding its payload
+ * costs a base64 and a JSON parse each time; the answer depends on the token string alone.
+ */
+function unverifiedIssuer(token: string): unknown {
+  if (issuers.has(token)) return issuers.get(token)
+  let iss: unknown
+  try {
+    iss = decodeJwt(token).iss
+  } catch {
+    return MALFORMED
+  }
+  if (issuers.size >= MAX_ISSUERS) issuers.delete(issuers.keys().next().value!)
+  issuers.set(token, iss)
+  return iss
+}
+
 /**
  * Authenticates a bearer access token for a request addressed to `tenant`. The token must come
  * from that tenant's realm, or from the platform realm (operators; the PDP decides what they may
@@ -60,12 +83,8 @@ export async function authenticateBearer(
   const m = BEARER.exec(authorization.trim())
   if (!m) throw invalidToken('Malformed bearer credential')
   const token = m[1]!
-  let unverifiedIss: unknown
-  try {
-    unverifiedIss = decodeJwt(token).iss
-  } catch {
-    throw invalidToken('Malformed access token')
-  }
+  const unverifiedIss = unverifiedIssuer(token)
+  if (unverifiedIss === MALFORMED) throw invalidToken('Malformed access token')
   const realm =
     unverifiedIss === authority.issuer(PLATFORM_REALM)
       ? PLATFORM_REALM

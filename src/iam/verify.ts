@@ -117,18 +117,10 @@ export class AccessTokenVerifier {
   }
 
   async verify(token: string, expectedRealm: string): Promise<AccessTokenClaims> {
-    let header: ReturnType<typeof decodeProtectedHeader>
-    try {
-      header = decodeProtectedHeader(token)
-    } catch {
-      throw new TokenRejected('malformed')
-    }
-    if (header.alg !== 'RS256') throw new TokenRejected('algorithm not allowed')
-    if (typeof header.kid !== 'string') throw new TokenRejected('no key id')
     // The revocation state is synchronised while the signature is checked.
     const synced = this.state.sync()
     synced.catch(() => {})
-    const claims = await this.#verified(token, expectedRealm, header.kid)
+    const claims = await this.#verified(token, expectedRealm)
     const revoked = await this.state.isRevoked(expectedRealm, claims.jti, claims.sid, synced)
     if (revoked === 'token') throw new TokenRejected('revoked')
     if (revoked === 'session') throw new TokenRejected('session revoked')
@@ -137,17 +129,17 @@ export class AccessTokenVerifier {
 
   /**
    * Signature and claims, remembered per token: the same token string against the same realm
-   * key gives the same answer, so a token seen before skips the RSA verification while its key
-   * is still the one published and the token has not expired. Everything that can change
-   * (expiry, key set, revocation) is checked on every call.
+   * key gives the same answer (its header was checked when it was first verified), so a token
+   * seen before skips decoding and the RSA verification while its key is still the one
+   * published and the token has not expired. Everything that can change (expiry, key set,
+   * revocation) is checked on every call.
    */
-  async #verified(token: string, realm: string, kid: string): Promise<AccessTokenClaims> {
-    const keys = await this.#keys(realm, kid)
-    if (keys.keys.length === 0) throw new TokenRejected('unknown realm')
+  async #verified(token: string, realm: string): Promise<AccessTokenClaims> {
     const cacheKey = `${realm}\u0000${token}`
     const hit = this.#verifiedTokens.get(cacheKey)
     if (hit) {
-      const current = keys === hit.keys ? hit.key : keys.keys.find((k) => k.kid === kid)
+      const keys = await this.#keys(realm, hit.key.kid)
+      const current = keys === hit.keys ? hit.key : keys.keys.find((k) => k.kid === hit.key.kid)
       if (
         current !== undefined &&
         current.n === hit.key.n &&
@@ -157,6 +149,17 @@ export class AccessTokenVerifier {
         return claimsOf(hit.payload, realm)
       this.#verifiedTokens.delete(cacheKey)
     }
+    let header: ReturnType<typeof decodeProtectedHeader>
+    try {
+      header = decodeProtectedHeader(token)
+    } catch {
+      throw new TokenRejected('malformed')
+    }
+    if (header.alg !== 'RS256') throw new TokenRejected('algorithm not allowed')
+    const kid = header.kid
+    if (typeof kid !== 'string') throw new TokenRejected('no key id')
+    const keys = await this.#keys(realm, kid)
+    if (keys.keys.length === 0) throw new TokenRejected('unknown realm')
     let payload: Record<string, unknown>
     try {
       const result = await jwtVerify(token, keys.set, {
