@@ -253,10 +253,12 @@ export default async function (args: string[]) {
           pipeline.p99Ms < P99_BOUND_MS &&
           pipeline.non2xx === 0 &&
           pipeline.errors === 0,
-        // The bare route's own p99 already at or over the bound: the pipeline does all of its
-        // work and more on the same cores, so the target cannot be met at this level (with
-        // `connections` requests always in flight, latency is connections / throughput).
-        targetReachable: bare.p99Ms < P99_BOUND_MS,
+        // With `connections` requests always in flight, latency is connections / throughput
+        // (Little's law): a pipeline at exactly half of bare's throughput takes twice bare's
+        // time per request. So the two halves of the target hold together at this level only if
+        // twice bare's own p99 is under the bound (a tail no wider than bare's); else the target
+        // asks for a pipeline both at half of bare's throughput and faster than that allows.
+        targetReachable: 2 * bare.p99Ms < P99_BOUND_MS,
       })
     }
     const ended = await ask<{ auditEvents: number }>(child, { stats: true }, 'stats')
