@@ -43,26 +43,31 @@ function invalidToken(description: string): Problem {
 }
 
 const MALFORMED = Symbol('malformed')
-/** The unverified `iss` of tokens seen lately, by token (oldest first out). */
-const issuers = new Map<string, unknown>()
-const MAX_ISSUERS = 10_000
+/** The issuer of tokens verified lately, by token (oldest first out). */
+const verifiedIssuers = new Map<string, string>()
+const MAX_VERIFIED_ISSUERS = 10_000
 
 /**
  * The token's `iss` as it claims it (MALFORMED when it does not decode), only to choose the realm
- * to verify against. Remembered: a token comes back with every request, and decoding its payload
- * costs a base64 and a JSON parse each time; the answer depends on the token string alone.
+ * to verify against. A token comes back with every request, and decoding its payload costs a
+ * base64 and a JSON parse each time: tokens that verified are remembered (only those, so that
+ * nobody can fill the memory with tokens of their own making).
  */
 function unverifiedIssuer(token: string): unknown {
-  if (issuers.has(token)) return issuers.get(token)
-  let iss: unknown
+  const known = verifiedIssuers.get(token)
+  if (known !== undefined) return known
   try {
-    iss = decodeJwt(token).iss
+    return decodeJwt(token).iss
   } catch {
     return MALFORMED
   }
-  if (issuers.size >= MAX_ISSUERS) issuers.delete(issuers.keys().next().value!)
-  issuers.set(token, iss)
-  return iss
+}
+
+function rememberIssuer(token: string, iss: string) {
+  if (verifiedIssuers.has(token)) return
+  if (verifiedIssuers.size >= MAX_VERIFIED_ISSUERS)
+    verifiedIssuers.delete(verifiedIssuers.keys().next().value!)
+  verifiedIssuers.set(token, iss)
 }
 
 /**
@@ -99,6 +104,7 @@ export async function authenticateBearer(
   } catch {
     throw invalidToken('The access token is invalid, expired or revoked')
   }
+  rememberIssuer(token, authority.issuer(realm))
   if (claims.iat > now + MAX_SKEW_SECONDS) throw invalidToken('The token was issued in the future')
   if (claims.exp - claims.iat > (await authority.maxAccessTokenTtl(realm)))
     throw invalidToken('The token lifetime exceeds the realm maximum')

@@ -96,6 +96,14 @@ describe('gateway: authenticate → authorize → handle → audit', () => {
     const bob = await w.as('globex', 'bob')
     const r = await w.call('GET', '/api/v1/tenants/acme/clusters', { token: bob })
     assert.equal(r.status, 401)
+    // Also once the token was accepted on its own tenant (and its issuer remembered).
+    const alice = await w.as('acme', 'alice')
+    assert.equal(
+      (await w.call('GET', '/api/v1/tenants/acme/clusters', { token: alice })).status,
+      200,
+    )
+    const elsewhere = await w.call('GET', '/api/v1/tenants/globex/clusters', { token: alice })
+    assert.equal(elsewhere.status, 401)
   })
 
   it('a revoked token or session is refused', async () => {
