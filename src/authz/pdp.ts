@@ -27,14 +27,18 @@ export interface RecordedRequest {
   tenant: string
   at: Date
   request: AuthorizationRequest
-  decision: Decision
 }
 
-/** Bounded log of recent requests per tenant, replayed by policy dry-runs. */
+/**
+ * Bounded log of recent requests per tenant, replayed by policy dry-runs. A request is kept as its
+ * JSON text: a snapshot that later changes to the caller's objects cannot reach, and one flat
+ * string for the garbage collector to move to the old generation instead of the request's whole
+ * object graph (which, kept for a thousand requests, every request's objects outlived young).
+ */
 export class RecentRequests {
   readonly #perTenant: number
   /** Per tenant a ring: `next` is where the following request goes once the ring is full. */
-  readonly #byTenant = new Map<string, { items: RecordedRequest[]; next: number }>()
+  readonly #byTenant = new Map<string, { at: number[]; json: string[]; next: number }>()
   constructor(perTenant = 1000) {
     this.#perTenant = perTenant
   }
@@ -42,20 +46,29 @@ export class RecentRequests {
     if (this.#perTenant <= 0) return
     let ring = this.#byTenant.get(r.tenant)
     if (!ring) {
-      ring = { items: [], next: 0 }
+      ring = { at: [], json: [], next: 0 }
       this.#byTenant.set(r.tenant, ring)
     }
-    if (ring.items.length < this.#perTenant) ring.items.push(r)
-    else {
-      ring.items[ring.next] = r
+    const json = JSON.stringify(r.request)
+    if (ring.json.length < this.#perTenant) {
+      ring.at.push(r.at.getTime())
+      ring.json.push(json)
+    } else {
+      ring.at[ring.next] = r.at.getTime()
+      ring.json[ring.next] = json
       ring.next = (ring.next + 1) % this.#perTenant
     }
   }
   /** The tenant's recent requests, oldest first. */
-  of(tenant: string): readonly RecordedRequest[] {
+  of(tenant: string): RecordedRequest[] {
     const ring = this.#byTenant.get(tenant)
     if (!ring) return []
-    return [...ring.items.slice(ring.next), ...ring.items.slice(0, ring.next)]
+    const out: RecordedRequest[] = []
+    for (let i = 0; i < ring.json.length; i++) {
+      const k = (ring.next + i) % ring.json.length
+      out.push({ tenant, at: new Date(ring.at[k]!), request: JSON.parse(ring.json[k]!) })
+    }
+    return out
   }
 }
 
@@ -214,7 +227,7 @@ export function createPdp(deps: PdpDeps): BatchPdp & {
       const policySets = await sets.for(prepared.tenant, cached)
       if (prepared.live && !cache.lookup(prepared.roots)) continue
       const decision = evaluate(prepared, policySets)
-      recent?.add({ tenant: prepared.tenant, at: clock.now(), request, decision })
+      recent?.add({ tenant: prepared.tenant, at: clock.now(), request })
       return decision
     }
     return deny('the entity store kept changing during the decision')

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { Decision } from '../../src/authz/contract.ts'
 import { RecentRequests, type RecordedRequest } from '../../src/authz/pdp.ts'
 
 const recorded = (tenant: string, n: number): RecordedRequest => ({
@@ -10,9 +9,8 @@ const recorded = (tenant: string, n: number): RecordedRequest => ({
     principal: { type: 'Dflare::User', id: `${tenant}/u${n}` },
     action: { type: 'Dflare::Action', id: 'cluster.read' },
     resource: { type: 'Dflare::Cluster', id: `${tenant}/c` },
-    context: {},
+    context: { ip: { __extn: { fn: 'ip', arg: '10.0.0.1' } }, amr: ['pwd'] },
   },
-  decision: { decision: 'deny', determining: [], errors: [], reason: '' } satisfies Decision,
 })
 
 test('recent requests: the last N per tenant, oldest first, tenants apart', () => {
@@ -28,6 +26,11 @@ test('recent requests: the last N per tenant, oldest first, tenants apart', () =
     ['globex/u1'],
   )
   assert.deepEqual(recent.of('initech'), [])
+  // A snapshot: what the caller changes afterwards is not what was recorded.
+  const r = recorded('initech', 1)
+  recent.add(r)
+  r.request.context.amr = ['changed']
+  assert.deepEqual(recent.of('initech'), [recorded('initech', 1)])
   const none = new RecentRequests(0)
   none.add(recorded('acme', 1))
   assert.deepEqual(none.of('acme'), [])
