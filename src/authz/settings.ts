@@ -12,7 +12,7 @@ export const authzSettings = defineSettings({
   recentRequests: {
     env: 'DFLARE_AUTHZ_RECENT_REQUESTS',
     key: 'authz.recentRequests',
-    doc: 'How many recent decisions per tenant are kept in memory for policy dry-runs.',
+    doc: 'How many recent authorization requests per tenant are kept in memory (as JSON snapshots) for policy dry-runs.',
     allowed: 'integer 0..100000',
     default: 1000,
     parse: parse.int(0, 100_000),
