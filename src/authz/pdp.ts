@@ -49,7 +49,14 @@ export class RecentRequests {
       ring = { at: [], json: [], next: 0 }
       this.#byTenant.set(r.tenant, ring)
     }
-    const json = JSON.stringify(r.request)
+    // Best effort, for dry-runs only: a request that cannot be written as JSON (a BigInt, a cycle)
+    // is not recorded, and never changes the decision it belongs to.
+    let json: string
+    try {
+      json = JSON.stringify(r.request)
+    } catch {
+      return
+    }
     if (ring.json.length < this.#perTenant) {
       ring.at.push(r.at.getTime())
       ring.json.push(json)

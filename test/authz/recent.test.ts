@@ -31,6 +31,11 @@ test('recent requests: the last N per tenant, oldest first, tenants apart', () =
   recent.add(r)
   r.request.context.amr = ['changed']
   assert.deepEqual(recent.of('initech'), [recorded('initech', 1)])
+  // A request that cannot be written as JSON is skipped, not thrown (the decision stands).
+  const odd = recorded('umbrella', 1)
+  odd.request.context.n = 1n
+  assert.doesNotThrow(() => recent.add(odd))
+  assert.deepEqual(recent.of('umbrella'), [])
   const none = new RecentRequests(0)
   none.add(recorded('acme', 1))
   assert.deepEqual(none.of('acme'), [])
