@@ -51,7 +51,9 @@ const MAX_VERIFIED_ISSUERS = 10_000
  * The token's `iss` as it claims it (MALFORMED when it does not decode), only to choose the realm
  * to verify against. A token comes back with every request, and decoding its payload costs a
  * base64 and a JSON parse each time: tokens that verified are remembered (only those, so that
- * nobody can fill the memory with tokens of their own making).
+ * nobody can fill the memory with tokens of their own making). Not the verifier's own cache of
+ * verified tokens: the authority may be another process (iam/remote-authority.ts), and the realm
+ * must be known before the authority is asked.
  */
 function unverifiedIssuer(token: string): unknown {
   const known = verifiedIssuers.get(token)
