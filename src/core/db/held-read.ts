@@ -35,8 +35,9 @@ export class HeldRead {
 
   constructor(end: EndHeld) {
     this.#end = end
+    // Not unref'd: whoever waits for the held transaction to end (a database closing) is sure to
+    // see it end, even if nothing else keeps the process alive.
     this.#limit = setTimeout(() => void this.release(), HOLD_LIMIT_MS)
-    this.#limit.unref()
   }
 
   /**

@@ -323,6 +323,14 @@ describe(`closing on ${testEngine}`, () => {
     await assert.rejects(db.query('SELECT 1'))
     await t.close() // the test helper closes again, then drops the database
   })
+
+  it('two closes at once both resolve, after one close', async () => {
+    const t = await freshDatabase()
+    await t.db.query('SELECT 1')
+    await Promise.all([t.db.close(), t.db.close()])
+    await assert.rejects(t.db.query('SELECT 1'))
+    await t.close()
+  })
 })
 
 describe(`migrations on ${testEngine}`, () => {
@@ -432,6 +440,54 @@ describe('PGlite single-connection guard', {
         t.db.query<{ n: number }>('SELECT 2 AS n'),
       ])
       assert.equal(a + b.rows[0]!.n, 3)
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('gives the connection in the order asked; a failed turn does not hold up the next', async () => {
+    const t = await freshDatabase()
+    try {
+      const order: string[] = []
+      let open!: () => void
+      const gate = new Promise<void>((resolve) => (open = resolve))
+      const first = t.db.transaction(async (tx) => {
+        await tx.query('SELECT 1')
+        order.push('first')
+        await gate
+      })
+      const failing = t.db.transaction(async () => {
+        order.push('failing')
+        throw new Error('boom')
+      })
+      const third = t.db.query('SELECT 3 AS n').then(() => order.push('third'))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.deepEqual(order, ['first'], 'the others wait while the first has the connection')
+      open()
+      await first
+      await assert.rejects(failing, /boom/)
+      await third
+      assert.deepEqual(order, ['first', 'failing', 'third'])
+    } finally {
+      await t.close()
+    }
+  })
+
+  it('close waits for the transaction that has the connection, then refuses', async () => {
+    const t = await freshDatabase()
+    try {
+      let open!: () => void
+      const gate = new Promise<void>((resolve) => (open = resolve))
+      const running = t.db.transaction(async (tx) => {
+        await gate
+        return (await tx.query<{ n: number }>('SELECT 7 AS n')).rows[0]!.n
+      })
+      const closing = t.db.close()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      open()
+      assert.equal(await running, 7, 'the transaction finished on the open database')
+      await closing
+      await assert.rejects(t.db.query('SELECT 1'), /closed/)
     } finally {
       await t.close()
     }

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { spawnSync } from 'node:child_process'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { HOLD_LIMIT_MS, holdNextRead } from '../../../src/core/db/held-read.ts'
 import type { Queryable } from '../../../src/core/db/index.ts'
 import { migratedDatabase, type TestDatabase, testEngine } from '../../support/db.ts'
+
+const CLOSE_HELD = fileURLToPath(new URL('./close-held.ts', import.meta.url))
 
 /** A read as the gateway's handlers run it: read-only, as the restricted role, in one tenant. */
 const asTenant = { readOnly: true, role: 'dflare_app', settings: { 'dflare.tenant': 'acme' } }
@@ -44,6 +48,25 @@ describe(`held reads on ${testEngine}`, () => {
     assert.deepEqual(inside, { who: `${me}/`, ro: 'off' })
     assert.deepEqual(await values(), [{ v: 1, who: me }])
     assert.equal(await hold.commitWith(async () => {}), false)
+  })
+
+  it('closing the database ends a held read whose holder never comes back, writing nothing', async () => {
+    const own = await migratedDatabase()
+    try {
+      const hold = holdNextRead()
+      assert.deepEqual((await own.db.transaction((q) => whoAmI(q), asTenant)).rows[0], {
+        who: 'dflare_app/acme',
+        ro: 'on',
+      })
+      await own.db.close()
+      assert.equal(await hold.commitWith(async () => {}), false, 'nothing left to commit')
+    } finally {
+      await own.close() // closing twice is harmless
+    }
+    // The same with nothing else keeping the process alive: close() must not wait for the holder.
+    const child = spawnSync(process.execPath, [CLOSE_HELD], { encoding: 'utf8', timeout: 120_000 })
+    assert.equal(child.stdout, 'closed\n', child.stderr)
+    assert.equal(child.status, 0)
   })
 
   it('the read cannot write, nor leave its read-only section', async () => {
