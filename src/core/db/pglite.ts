@@ -133,8 +133,10 @@ export class PgliteDb implements Db {
       })
       const db = new PgliteDb(pg, release)
       if (durable) {
+        // Simple protocol, not prepared: maintenance statements (a VACUUM per table) must not push
+        // the requests' statements out of the wire's cache of prepared statements.
         const run = (sql: string) =>
-          db.#exclusive(() => db.#wire.query<Record<string, unknown>>(sql))
+          db.#exclusive(() => db.#wire.script(sql).at(-1) ?? { rows: [], rowCount: 0 })
         const stopCheckpoints = startCheckpoints(run, options.checkpoints)
         const stopVacuums = startVacuums(run, () => db.#used, options.vacuum)
         db.#stopMaintenance = async () => {

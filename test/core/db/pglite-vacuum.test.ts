@@ -135,6 +135,12 @@ describe('core/db/pglite-vacuum: the embedded database vacuums and analyzes itse
         await until(async () => (await stats(db, 'churn')).vacuums > 0),
         'the churned table was never vacuumed',
       )
+      // Run as simple statements: none is kept among the prepared statements of the requests.
+      const kept = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_prepared_statements
+         WHERE statement ~* '^(VACUUM|ANALYZE|CHECKPOINT)'`,
+      )
+      assert.equal(kept.rows[0]!.n, 0)
       const after = (await stats(db, 'churn')).bytes
       // Freed space is reused: more rounds of the same size do not grow the table again.
       for (let i = 0; i < 5; i++) {
