@@ -6,6 +6,7 @@ import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { PgliteDb } from '../../../src/core/db/pglite.ts'
 import { type CheckpointPolicy, checkpointDue } from '../../../src/core/db/pglite-checkpoint.ts'
+import { until } from '../../support/until.ts'
 
 const MB = 1024 * 1024
 
@@ -30,15 +31,6 @@ async function writeWal(db: PgliteDb, bytes: number) {
   const rows = Math.ceil(bytes / 2200)
   for (let i = 0; i < rows; i += 100)
     await db.query("INSERT INTO ckpt_probe SELECT repeat('x', 2000) FROM generate_series(1, 100)")
-}
-
-async function until(what: () => Promise<boolean>, ms = 10_000) {
-  const end = Date.now() + ms
-  while (!(await what())) {
-    if (Date.now() > end) return false
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return true
 }
 
 describe('core/db/pglite-checkpoint: the embedded database checkpoints itself', () => {

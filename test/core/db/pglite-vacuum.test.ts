@@ -14,6 +14,7 @@ import {
   type TableActivity,
   vacuumWhatIsDue,
 } from '../../../src/core/db/pglite-vacuum.ts'
+import { until } from '../../support/until.ts'
 
 const IDLE_EXIT = fileURLToPath(new URL('./idle-exit.ts', import.meta.url))
 
@@ -46,15 +47,6 @@ async function withDb(intervalMs: number, fn: (db: PgliteDb) => Promise<void>) {
     await db.close()
     await rm(dir, { recursive: true, force: true })
   }
-}
-
-async function until(what: () => Promise<boolean>, ms = 20_000) {
-  const end = Date.now() + ms
-  while (!(await what())) {
-    if (Date.now() > end) return false
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return true
 }
 
 const stats = async (db: PgliteDb, table: string) =>
