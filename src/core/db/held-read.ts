@@ -18,9 +18,14 @@ import type { Transaction } from './types.ts'
  * - releases it (`release`): the transaction is rolled back, nothing was written.
  *
  * Only the first transaction of the context is held, and only when read-only. Any later use of
- * the database in the same context releases it first, so a request never has two connections
- * (on PGlite, which has one, it would wait for itself). A held read still open after
- * HOLD_LIMIT_MS is released: a holder waiting for anything else never blocks the database.
+ * the database in the same context releases it first, so a request never has two connections.
+ * A held read still open after HOLD_LIMIT_MS is released: a holder waiting for anything else
+ * never blocks the database.
+ *
+ * Only the server engine holds reads. The embedded one (pglite.ts) never does, and `commitWith`
+ * then answers false: its one connection, held, would keep every other transaction waiting while
+ * the holder works, and it has no round trip to save (measured on the gateway bench at 2
+ * connections: 0.46 of bare's throughput with held reads, 0.49 with the events group-committed).
  */
 export const HOLD_LIMIT_MS = 50
 

@@ -1,13 +1,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { PGlite } from '@electric-sql/pglite'
 import { openingOf } from './begin.ts'
-import { claimHold, type EndHeld, HeldRead, releaseHeldRead } from './held-read.ts'
 import { IssuedStatements } from './issued.ts'
 import { lockDataDir } from './lock.ts'
 import { assertIdentifier } from './names.ts'
 import { type CheckpointPolicy, startCheckpoints } from './pglite-checkpoint.ts'
 import { durableDataDir } from './pglite-durable.ts'
 import { startVacuums, type VacuumPolicy } from './pglite-vacuum.ts'
+import type { WalSync } from './pglite-wal-sync.ts'
 import { PgliteWire } from './pglite-wire.ts'
 import { takePiggyback } from './piggyback.ts'
 import { typeParsers } from './postgres.ts'
@@ -89,18 +89,19 @@ export class PgliteDb implements Db {
   readonly #pg: PGlite
   readonly #wire: PgliteWire
   readonly #turns = new Turns()
-  /** The held read that has the connection, waiting for its holder. */
-  #held: HeldRead | undefined
   #closing: Promise<void> | undefined
   /** Statements and transactions asked for by callers (not by maintenance): activity. */
   #used = 0
   readonly #release: () => void
+  /** On disk: the WAL syncs every caller waits for before it hears of its statements. */
+  readonly #wal: WalSync | undefined
   #stopMaintenance: () => Promise<void> = async () => {}
   readonly #handlers = new Map<string, Set<NotificationHandler>>()
 
-  private constructor(pg: PGlite, release: () => void) {
+  private constructor(pg: PGlite, release: () => void, wal?: WalSync) {
     this.#pg = pg
     this.#release = release
+    this.#wal = wal
     this.#wire = new PgliteWire(pg, typeParsers)
     this.#wire.onNotification = ({ channel, payload }) => {
       for (const h of this.#handlers.get(channel) ?? []) h(payload)
@@ -124,14 +125,14 @@ export class PgliteDb implements Db {
       const durable = dataDir ? durableDataDir(dataDir) : undefined
       const pg = await PGlite.create({
         dataDir,
-        ...durable,
+        fs: durable?.fs,
         startParams: [
           ...(durable?.startParams ?? PGlite.defaultStartParams),
           ...PLAN_SETTINGS,
           ...(durable ? WAL_SETTINGS : []),
         ],
       })
-      const db = new PgliteDb(pg, release)
+      const db = new PgliteDb(pg, release, durable?.wal)
       if (durable) {
         // Simple protocol, not prepared: maintenance statements (a VACUUM per table) must not push
         // the requests' statements out of the wire's cache of prepared statements.
@@ -165,29 +166,36 @@ export class PgliteDb implements Db {
   ): Promise<QueryResult<R>> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
     this.#used++
-    const released = releaseHeldRead()
-    const run = () => this.#exclusive(() => this.#wire.query<R>(sqlText(sql), params))
-    return released ? released.then(run) : run()
+    return this.#durable(this.#exclusive(() => this.#wire.query<R>(sqlText(sql), params)))
   }
 
   /**
-   * Runs `fn` in one transaction. A held read (core/db/held-read.ts) resolves with `fn`'s result
-   * while the transaction stays open, waiting for the holder.
+   * `p` once what it saw is on disk: WAL written by it, or by others before it, and not yet
+   * synced is synced first (pglite-wal-sync.ts). A failure needs no wait.
+   */
+  #durable<T>(p: Promise<T>): Promise<T> {
+    const wal = this.#wal
+    if (!wal) return p
+    return p.then((value) => {
+      const synced = wal.durable()
+      return synced ? synced.then(() => value) : value
+    })
+  }
+
+  /**
+   * Runs `fn` in one transaction. Reads are never held for their audit event (held-read.ts): on
+   * the one connection, a held read would keep every other transaction waiting while its holder
+   * works, and there is no round trip to save.
    */
   transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
     options: TransactionOptions = {},
   ): Promise<T> {
     if (insideTransaction.getStore()) return Promise.reject(new NestedQueryError())
-    const released = releaseHeldRead()
-    if (released) return released.then(() => this.transaction(fn, options))
     this.#used++
-    const hold = claimHold(options.readOnly)
     const piggyback = takePiggyback()
-    let handOver: ((result: T) => void) | undefined
-    const handedOver = hold && new Promise<T>((resolve) => (handOver = resolve))
     const wire = this.#wire
-    const done = this.#turns.take(() =>
+    const ended = this.#turns.take(() =>
       insideTransaction.run(true, async () => {
         if (this.#pg.closed) throw new Error('the embedded database is closed')
         const issued = new IssuedStatements()
@@ -198,7 +206,7 @@ export class PgliteDb implements Db {
         }
         try {
           // BEGIN, mode, piggybacked read, role and settings in one crossing.
-          const opening = openingOf(options, piggyback?.sql, hold?.section)
+          const opening = openingOf(options, piggyback?.sql)
           const results = wire.batch([
             ...opening.statements,
             ...opening.settings.map(([name, value]) => ({
@@ -214,26 +222,6 @@ export class PgliteDb implements Db {
           const result = await fn(tx)
           // Statements the caller did not wait for must succeed before the commit.
           await issued.all()
-          if (hold) {
-            // Held: the result leaves now, and the transaction ends as the holder says.
-            const write = await new Promise<Parameters<EndHeld>[0]>((end) => {
-              const held = new HeldRead((w) => {
-                this.#held = undefined
-                end(w)
-                return done.then(() => {})
-              })
-              this.#held = held
-              hold.park(held)
-              handOver!(result)
-            })
-            if (!write) {
-              wire.batch([{ sql: 'ROLLBACK' }])
-              return result
-            }
-            wire.batch([{ sql: `ROLLBACK TO SAVEPOINT ${hold.section}`, unique: true }])
-            await write(tx)
-            await issued.all()
-          }
           const [ended] = wire.batch([{ sql: 'COMMIT' }])
           if (ended?.command !== 'COMMIT')
             throw new Error(`transaction ended with ${ended?.command}`)
@@ -250,11 +238,11 @@ export class PgliteDb implements Db {
         }
       }),
     )
+    // Its caller hears of it once it is on disk.
+    const done = this.#durable(ended)
     // No-op once delivered; otherwise the reader learns the transaction never got that far.
     if (piggyback) done.catch((err) => piggyback.fail(err))
-    if (!handedOver) return done
-    // Whichever comes first: the held result, or the transaction's failure before it.
-    return Promise.race([handedOver, done])
+    return done
   }
 
   async listen(channel: string, handler: NotificationHandler) {
@@ -283,19 +271,16 @@ export class PgliteDb implements Db {
     await this.query('SELECT pg_notify($1, $2)', [assertIdentifier('channel', channel), payload])
   }
 
-  /**
-   * Waits for the transactions and statements asked for before it (a held read that has the
-   * connection is rolled back instead: its holder may never come back); anything asked later fails.
-   */
+  /** Waits for the transactions and statements asked for before it; anything asked later fails. */
   close(): Promise<void> {
     // Once: a second close while the first is in progress waits for the same.
     this.#closing ??= (async () => {
       try {
         await this.#stopMaintenance()
         this.#handlers.clear()
-        await this.#held?.release()
         // After the transaction that has the connection, if any.
         await this.#turns.take(() => this.#pg.close())
+        await this.#wal?.idle()
       } finally {
         this.#release()
       }

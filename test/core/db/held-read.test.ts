@@ -13,7 +13,38 @@ const CLOSE_HELD = fileURLToPath(new URL('./close-held.ts', import.meta.url))
 /** A read as the gateway's handlers run it: read-only, as the restricted role, in one tenant. */
 const asTenant = { readOnly: true, role: 'dflare_app', settings: { 'dflare.tenant': 'acme' } }
 
-describe(`held reads on ${testEngine}`, () => {
+describe('the embedded database holds no read', { skip: testEngine !== 'pglite' }, () => {
+  it('the read commits on its own; commitWith answers false and writes nothing', async () => {
+    const t = await migratedDatabase()
+    try {
+      await t.db.query('CREATE TABLE held_probe (v int)')
+      const hold = holdNextRead()
+      const read = await t.db.transaction(
+        async (q) =>
+          (await q.query<{ ro: string }>("SELECT current_setting('transaction_read_only') AS ro"))
+            .rows[0]!.ro,
+        asTenant,
+      )
+      assert.equal(read, 'on')
+      let ran = false
+      assert.equal(
+        await hold.commitWith(async (tx) => {
+          ran = true
+          await tx.query('INSERT INTO held_probe VALUES (1)')
+        }),
+        false,
+      )
+      assert.equal(ran, false)
+      // Nothing holds the one connection: the next statement runs at once.
+      const { rows } = await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM held_probe')
+      assert.equal(rows[0]!.n, 0)
+    } finally {
+      await t.close()
+    }
+  })
+})
+
+describe('held reads on the server engine', { skip: testEngine !== 'postgres' }, () => {
   let t: TestDatabase
   before(async () => {
     t = await migratedDatabase()
@@ -126,7 +157,6 @@ describe(`held reads on ${testEngine}`, () => {
     const elsewhere = AsyncLocalStorage.snapshot() // a context that holds nothing
     const hold = holdNextRead()
     await t.db.transaction((q) => whoAmI(q), asTenant)
-    // On PGlite (one connection) this waits for the held read, on PostgreSQL it does not.
     const other = elsewhere(() => t.db.query<{ n: number }>('SELECT 2 AS n'))
     assert.equal((await other).rows[0]!.n, 2)
     await sleep(HOLD_LIMIT_MS + 20)

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import { describe, it, type TestContext } from 'node:test'
+import { WalSync } from '../../../src/core/db/pglite-wal-sync.ts'
+
+/** fs.fsync and fs.fsyncSync replaced: async syncs wait until the test completes them. */
+function syncs(t: TestContext) {
+  const started: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] = []
+  t.mock.method(fs, 'fsync', (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => {
+    started.push({ fd, done })
+  })
+  const sync = t.mock.method(fs, 'fsyncSync', () => {})
+  const fatal: unknown[] = []
+  const wal = new WalSync((err) => {
+    fatal.push(err)
+    throw err
+  })
+  return { wal, started, syncedNow: () => sync.mock.calls.map((c) => c.arguments[0]), fatal }
+}
+
+const settledYet = async (p: Promise<unknown>) =>
+  Promise.race([p.then(() => true), new Promise((r) => setImmediate(() => r(false)))])
+
+describe('WAL syncs off the event loop (WalSync)', () => {
+  it('nothing to wait for until a sync is asked; then until the sync in the thread pool is done', async (t) => {
+    const { wal, started } = syncs(t)
+    assert.equal(wal.durable(), undefined)
+    wal.defer(7)
+    const durable = wal.durable()!
+    assert.equal(started.length, 1)
+    assert.equal(started[0]!.fd, 7)
+    assert.equal(await settledYet(durable), false, 'not acknowledged before the disk said so')
+    started[0]!.done(null)
+    assert.equal(await settledYet(durable), true)
+    assert.equal(wal.durable(), undefined)
+  })
+
+  it('commits that end while a sync is under way share the next one (group commit)', async (t) => {
+    const { wal, started } = syncs(t)
+    wal.defer(7)
+    const first = wal.durable()!
+    // Three more commits while the first sync runs: none of them is covered by it.
+    const later = [1, 2, 3].map(() => {
+      wal.defer(7)
+      return wal.durable()!
+    })
+    started[0]!.done(null)
+    assert.equal(await settledYet(first), true)
+    assert.equal(await settledYet(Promise.any(later)), false)
+    assert.equal(started.length, 2, 'one more sync for the three')
+    started[1]!.done(null)
+    assert.equal(await settledYet(Promise.all(later)), true)
+    assert.equal(started.length, 2)
+  })
+
+  it('before another file changes, the WAL noted so far is synced right there (write-ahead)', async (t) => {
+    const { wal, started, syncedNow } = syncs(t)
+    wal.defer(7)
+    const durable = wal.durable()! // 7 in flight
+    wal.defer(8)
+    assert.equal(wal.settled, false)
+    wal.flushNow()
+    assert.deepEqual(syncedNow().sort(), [7, 8], 'the one in flight too: it may not have begun')
+    assert.equal(wal.settled, true)
+    assert.equal(wal.durable(), undefined)
+    started[0]!.done(null)
+    await durable
+    wal.flushNow()
+    assert.equal(syncedNow().length, 2, 'nothing left to sync')
+  })
+
+  it('a WAL file is synced before it closes; a sync in flight on it may then fail harmlessly', async (t) => {
+    const { wal, started, syncedNow, fatal } = syncs(t)
+    wal.defer(7)
+    wal.beforeClose(7)
+    assert.deepEqual(syncedNow(), [7])
+    wal.beforeClose(9)
+    assert.deepEqual(syncedNow(), [7], 'a file with nothing unsynced is left alone')
+    wal.defer(8)
+    const durable = wal.durable()!
+    wal.beforeClose(8)
+    assert.deepEqual(syncedNow(), [7, 8])
+    started.at(-1)!.done(Object.assign(new Error('bad file descriptor'), { code: 'EBADF' }))
+    await durable
+    assert.deepEqual(fatal, [])
+  })
+
+  it('a failed sync stops the process (nothing may be acknowledged after it)', async (t) => {
+    const { wal, started, fatal } = syncs(t)
+    wal.defer(7)
+    const durable = wal.durable()!
+    const eio = Object.assign(new Error('input/output error'), { code: 'EIO' })
+    assert.throws(() => started[0]!.done(eio), /input\/output error/)
+    assert.deepEqual(fatal, [eio])
+    assert.equal(await settledYet(durable), false)
+  })
+})
