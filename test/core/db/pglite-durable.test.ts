@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import fs from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,6 +13,7 @@ import { WalSync } from '../../../src/core/db/pglite-wal-sync.ts'
 import { until } from '../../support/until.ts'
 
 const FSYNC_FAILS = fileURLToPath(new URL('./fsync-fails.ts', import.meta.url))
+const ACKNOWLEDGE = fileURLToPath(new URL('./acknowledge.ts', import.meta.url))
 
 const pathOf = (fd: number) => fs.readlinkSync(`/proc/self/fd/${fd}`)
 
@@ -198,6 +200,48 @@ describe('embedded database durability (PGlite on disk)', () => {
     ops.fsync!(temp)
     assert.deepEqual(calls, ['defer 5'])
     assert.equal(sync.mock.callCount(), 2)
+  })
+
+  it('every acknowledged commit is there after the process is killed mid-write, past a WAL segment', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
+    try {
+      const child = spawn(process.execPath, [ACKNOWLEDGE, join(dir, 'data')], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      let out = ''
+      child.stdout.setEncoding('utf8')
+      await new Promise<void>((resolve) => {
+        child.stdout.on('data', (chunk: string) => {
+          out += chunk
+          if (out.split('\n').length > 10_000) resolve()
+        })
+        child.once('exit', () => resolve())
+      })
+      child.kill('SIGKILL')
+      await once(child, 'exit')
+      const acknowledged = out
+        .split('\n')
+        .filter((l) => /^\d+$/.test(l))
+        .map(Number)
+      assert.ok(
+        acknowledged.length >= 2000,
+        `the writers ran (${acknowledged.length} acknowledged)`,
+      )
+      const db = await PgliteDb.open(join(dir, 'data'))
+      try {
+        const { rows } = await db.query<{ id: number }>('SELECT id FROM acked')
+        const present = new Set(rows.map((r) => r.id))
+        assert.deepEqual(
+          acknowledged.filter((id) => !present.has(id)),
+          [],
+          'no acknowledged row is missing',
+        )
+      } finally {
+        await db.close()
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('a failed fsync stops the process before the commit is acknowledged; the next start recovers', async () => {
