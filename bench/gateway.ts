@@ -12,7 +12,8 @@
  * - `pipeline`: `GET /api/v1/tenants/bench/clusters?limit=10` through the full gateway: JWT
  *   verification with the IAM verifier (keys, claims, revocation by jti), realm checks, rate
  *   limits, the PDP, all strongly consistent (optimistic: validated with the read's BEGIN), the
- *   same read, and one audit event committed with it (a held read: core/db/held-read.ts) before
+ *   same read, and one audit event committed with it (a held read: core/db/held-read.ts; on
+ *   PGlite, which holds no reads, by group commit) before
  *   the response leaves.
  * autocannon drives each from this process over loopback, at each concurrency level in turn; at
  * each level the targets take turns in `--slices` slices (default 4, `--seconds` split between

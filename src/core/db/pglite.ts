@@ -171,15 +171,23 @@ export class PgliteDb implements Db {
 
   /**
    * `p` once what it saw is on disk: WAL written by it, or by others before it, and not yet
-   * synced is synced first (pglite-wal-sync.ts). A failure needs no wait.
+   * synced is synced first (pglite-wal-sync.ts). A failure waits too: its error may tell of a row
+   * another transaction committed (a unique violation).
    */
   #durable<T>(p: Promise<T>): Promise<T> {
     const wal = this.#wal
     if (!wal) return p
-    return p.then((value) => {
-      const synced = wal.durable()
-      return synced ? synced.then(() => value) : value
-    })
+    return p.then(
+      (value) => {
+        const synced = wal.durable()
+        return synced ? synced.then(() => value) : value
+      },
+      (err) => {
+        const synced = wal.durable()
+        if (!synced) throw err
+        return synced.then(() => Promise.reject(err))
+      },
+    )
   }
 
   /**

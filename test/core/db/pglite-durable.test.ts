@@ -60,7 +60,7 @@ describe('embedded database durability (PGlite on disk)', () => {
     const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
     const db = await PgliteDb.open(join(dir, 'data'))
     try {
-      await db.query('CREATE TABLE probe (v int)')
+      await db.query('CREATE TABLE probe (v int PRIMARY KEY)')
       const held = holdSyncs(t)
       const write = db.transaction(async (tx) => {
         await tx.query('INSERT INTO probe VALUES (1)')
@@ -68,13 +68,18 @@ describe('embedded database durability (PGlite on disk)', () => {
       await until(async () => held.started.length > 0)
       assert.match(held.started[0]!.path, /\/pg_wal\/[0-9A-F]{24}$/, 'the WAL is synced')
       assert.deepEqual(held.syncedNow(), [], 'nothing synchronous on the commit path')
-      // A read after the commit saw the unsynced row: it waits for the same sync.
+      // A read after the commit saw the unsynced row: it waits for the same sync. So does a
+      // failure that tells of it.
       const read = db.query<{ n: number }>('SELECT count(*)::int AS n FROM probe')
+      const conflict = db.query('INSERT INTO probe VALUES (1)')
+      conflict.catch(() => {})
       assert.equal(await settledYet(write), false, 'not acknowledged before the disk said so')
       assert.equal(await settledYet(read), false)
+      assert.equal(await settledYet(conflict.catch(() => {})), false)
       held.release()
       await write
       assert.equal((await read).rows[0]!.n, 1)
+      await assert.rejects(conflict, /duplicate key/)
       const again = holdSyncs(t)
       await db.transaction(async (tx) => tx.query('SELECT * FROM probe'), { readOnly: true })
       assert.equal(again.started.length + again.syncedNow().length, 0, 'a read writes no WAL')
