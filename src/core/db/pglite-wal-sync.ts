@@ -75,8 +75,8 @@ export class WalSync {
           new Promise<void>((resolve) => {
             fs.fsync(fd, (err) => {
               this.#inflight.delete(fd)
-              if (err && !this.#closed.delete(fd)) this.#fatal(err)
-              this.#closed.delete(fd)
+              const closed = this.#closed.delete(fd)
+              if (err && !closed) this.#fatal(err)
               resolve()
             })
           }),
