@@ -3,11 +3,15 @@ import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { allMigrations } from '../../src/server/migrations.ts'
 import { DFLARE_BIN, runCli } from '../support/cli.ts'
 import { httpsRequest } from '../support/https.ts'
 import { copyPgliteTemplate } from '../support/pglite-template.ts'
 import { tempHome } from '../support/server.ts'
+import { until } from '../support/until.ts'
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url))
 
 describe('dflare CLI', () => {
   it('prints its version (and --json) with exit 0', async () => {
@@ -78,43 +82,74 @@ describe('dflare CLI', () => {
     }
   })
 
-  it('`up` serves HTTPS, then on SIGTERM finishes in-flight requests and exits 0', async () => {
+  /** Starts the control plane with `command` in a fresh home; resolves once it is up. */
+  async function startUp(command: string, args: string[]) {
     const home = await tempHome()
     await copyPgliteTemplate(join(home.path, 'data'), allMigrations)
     const env = Object.fromEntries(
       Object.entries(process.env).filter(([k]) => !k.startsWith('DFLARE_') && k !== 'DATABASE_URL'),
     )
-    const child = spawn(process.execPath, [DFLARE_BIN, 'up'], {
-      env: {
-        ...env,
-        DFLARE_HOME: home.path,
-        DFLARE_LISTEN: 'https://127.0.0.1:0',
-      },
+    const child = spawn(command, args, {
+      cwd: REPO,
+      env: { ...env, DFLARE_HOME: home.path, DFLARE_LISTEN: 'https://127.0.0.1:0' },
     })
-    try {
-      let out = ''
-      const up = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          out += d
-          for (const line of out.split('\n')) {
-            if (!line.trim()) continue
-            const entry = JSON.parse(line)
-            if (entry.msg === 'dflare is up') resolve(entry)
-          }
-        })
-        child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)))
+    let out = ''
+    const up = new Promise<Record<string, unknown>>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        out += d
+        for (const line of out.split('\n')) {
+          if (!line.startsWith('{')) continue // npm's own lines
+          const entry = JSON.parse(line)
+          if (entry.msg === 'dflare is up') resolve(entry)
+        }
       })
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)))
+    })
+    return { home, child, up: await up, out: () => out }
+  }
+
+  it('`up` serves HTTPS, then on SIGTERM finishes in-flight requests and exits 0', async () => {
+    const { home, child, up, out } = await startUp(process.execPath, [DFLARE_BIN, 'up'])
+    try {
       const ca = await readFile(join(home.path, 'pki', 'ca.crt'), 'utf8')
       const url = new URL(String(up.url))
       const r = await httpsRequest(new URL('/readyz', url), { ca })
       assert.equal(r.status, 200)
-      assert.ok(!out.includes('BEGIN'), 'no key material in the log')
+      assert.ok(!out().includes('BEGIN'), 'no key material in the log')
       const exit = new Promise<number | null>((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
       assert.equal(await exit, 0)
-      assert.match(out, /"msg":"stopped"/)
+      assert.match(out(), /"msg":"stopped"/)
     } finally {
       child.kill('SIGKILL')
+      await home.remove()
+    }
+  })
+
+  it('`npm start` passes SIGTERM on to the control plane: it stops, nothing is left running', async () => {
+    const { home, child, up, out } = await startUp('npm', ['start'])
+    try {
+      const exit = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM') // as a container runtime or a process manager stops npm
+      await exit
+      const pid = Number(up.pid)
+      const gone = await until(async () => {
+        try {
+          process.kill(pid, 0)
+          return false
+        } catch {
+          return true
+        }
+      }, 10_000)
+      assert.ok(gone, 'the node process is gone')
+      assert.match(out(), /"msg":"stopped"/)
+    } finally {
+      child.kill('SIGKILL')
+      try {
+        process.kill(Number(up.pid), 'SIGKILL')
+      } catch {
+        // already gone
+      }
       await home.remove()
     }
   })
