@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { rm } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { canonicalBytes, toRecord } from '../../src/audit/event.ts'
@@ -365,8 +366,12 @@ describe('audit log: append, fail closed, minimization', () => {
   it('a closed database makes record reject (the caller action fails)', async () => {
     const g = await auditFixture()
     await g.t.close()
-    await assert.rejects(g.audit.sink.record(event(1)))
-    await g.audit.sink.close()
+    try {
+      await assert.rejects(g.audit.sink.record(event(1)))
+    } finally {
+      await g.audit.sink.close()
+      await rm(g.home, { recursive: true, force: true })
+    }
   })
 })
 
