@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { type AuditApiDeps, auditApiRoutes } from '../../src/audit/api.ts'
 import { CheckpointService } from '../../src/audit/checkpoints.ts'
@@ -22,10 +23,11 @@ describe('audit API behind the real gateway (authentication, Cedar, tenant isola
   // Filled once the world's database exists; the routes read it per request.
   const deps = {} as AuditApiDeps
   let sink: AuditSink
+  let keyDir: string
   before(async () => {
     w = await gatewayWorld({ routes: auditApiRoutes(deps) })
     const p = new Pseudonymizer(randomBytes(32), { pseudonymizeIps: false })
-    const keyDir = `/tmp/dflare-audit-gw-${randomBytes(4).toString('hex')}`
+    keyDir = `/tmp/dflare-audit-gw-${randomBytes(4).toString('hex')}`
     const keys = new KeyRing(w.db, keyDir, 'gw.test/audit')
     const sequencer = new AuditSequencer({
       db: w.db,
@@ -52,6 +54,7 @@ describe('audit API behind the real gateway (authentication, Cedar, tenant isola
   after(async () => {
     await sink.close()
     await w.close()
+    await rm(keyDir, { recursive: true, force: true })
   })
 
   it("a tenant's auditor reads its own log, and nothing of another tenant's", async () => {

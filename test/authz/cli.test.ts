@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { Command } from 'commander'
 import { registerAuthz, runAuthzEval } from '../../src/cli/commands/authz.ts'
 
@@ -18,8 +18,13 @@ function sink() {
   return { stream, text: () => text }
 }
 
+/** Directories made by files(), removed once every test here is done. */
+const madeDirs: string[] = []
+after(() => Promise.all(madeDirs.map((d) => rm(d, { recursive: true, force: true }))))
+
 async function files(policies: string, entities: unknown, request: unknown) {
   const dir = await mkdtemp(join(tmpdir(), 'authz-cli-'))
+  madeDirs.push(dir)
   const p = join(dir, 'p.cedar')
   const e = join(dir, 'e.json')
   const r = join(dir, 'r.json')

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -19,8 +19,12 @@ import {
   testEngine,
 } from '../../support/db.ts'
 
+/** Directories made by migrationDir, removed after the migration tests. */
+const madeDirs: string[] = []
+
 async function migrationDir(files: Record<string, string>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'dflare-mig-'))
+  madeDirs.push(dir)
   for (const [name, sql] of Object.entries(files)) await writeFile(join(dir, name), sql)
   return dir
 }
@@ -334,6 +338,8 @@ describe(`closing on ${testEngine}`, () => {
 })
 
 describe(`migrations on ${testEngine}`, () => {
+  after(() => Promise.all(madeDirs.map((d) => rm(d, { recursive: true, force: true }))))
+
   it('applies each migration once, in order, and records it', async () => {
     const t = await freshDatabase()
     try {
