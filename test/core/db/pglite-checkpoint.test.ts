@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { PgliteDb } from '../../../src/core/db/pglite.ts'
+import type { PgliteDb } from '../../../src/core/db/pglite.ts'
 import { type CheckpointPolicy, checkpointDue } from '../../../src/core/db/pglite-checkpoint.ts'
+import { withDiskDb } from '../../support/temp-dir.ts'
 import { until } from '../../support/until.ts'
 
 const MB = 1024 * 1024
 
-async function withDb(policy: CheckpointPolicy, fn: (db: PgliteDb, dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(tmpdir(), 'dflare-ckpt-'))
-  const db = await PgliteDb.open(join(dir, 'data'), { checkpoints: policy })
-  try {
-    await fn(db, join(dir, 'data'))
-  } finally {
-    await db.close()
-    await rm(dir, { recursive: true, force: true })
-  }
-}
+const withDb = (policy: CheckpointPolicy, fn: (db: PgliteDb, dir: string) => Promise<void>) =>
+  withDiskDb('dflare-ckpt-', { checkpoints: policy }, fn)
 
 const redo = async (db: PgliteDb) =>
   (await db.query<{ lsn: string }>('SELECT redo_lsn::text AS lsn FROM pg_control_checkpoint()'))

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { PgliteDb } from '../../../src/core/db/pglite.ts'
 import { type EmscriptenFs, installHostFsync } from '../../../src/core/db/pglite-durable.ts'
 import { WalSync } from '../../../src/core/db/pglite-wal-sync.ts'
+import { withDiskDb, withTempDir } from '../../support/temp-dir.ts'
 import { until } from '../../support/until.ts'
 
 const FSYNC_FAILS = fileURLToPath(new URL('./fsync-fails.ts', import.meta.url))
@@ -57,9 +56,7 @@ const settledYet = (p: Promise<unknown>) =>
 
 describe('embedded database durability (PGlite on disk)', () => {
   it('a write is acknowledged once its WAL is synced, by a sync off the event loop; a read needs none', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
-    const db = await PgliteDb.open(join(dir, 'data'))
-    try {
+    await withDiskDb('dflare-durable-', {}, async (db) => {
       await db.query('CREATE TABLE probe (v int PRIMARY KEY)')
       const held = holdSyncs(t)
       const write = db.transaction(async (tx) => {
@@ -84,16 +81,11 @@ describe('embedded database durability (PGlite on disk)', () => {
       await db.transaction(async (tx) => tx.query('SELECT * FROM probe'), { readOnly: true })
       assert.equal(again.started.length + again.syncedNow().length, 0, 'a read writes no WAL')
       again.release()
-    } finally {
-      await db.close()
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it('a checkpoint syncs the WAL before it writes or syncs any data file (write-ahead)', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
-    const db = await PgliteDb.open(join(dir, 'data'))
-    try {
+    await withDiskDb('dflare-durable-', {}, async (db) => {
       await db.query('CREATE TABLE probe (v int)')
       await db.query('CHECKPOINT')
       const held = holdSyncs(t)
@@ -112,28 +104,25 @@ describe('embedded database durability (PGlite on disk)', () => {
       )
       held.release()
       await Promise.all([write, checkpoint])
-    } finally {
-      await db.close()
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it("NODEFS's fsync syncs the host's file, or opens and syncs the host's directory", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
-    const fd = fs.openSync(join(dir, 'file'), 'w')
-    try {
-      const mod: EmscriptenFs = { NODEFS: { stream_ops: {}, node_ops: {}, realPath: () => dir } }
-      installHostFsync(mod)
-      const fsync = t.mock.method(fs, 'fsyncSync')
-      assert.equal(mod.NODEFS.stream_ops.fsync!({ nfd: fd, node: {} }), 0)
-      assert.deepEqual(fsync.mock.calls[0]!.arguments, [fd])
-      assert.equal(mod.NODEFS.stream_ops.fsync!({ node: {} }), 0)
-      assert.equal(fsync.mock.callCount(), 2, 'the directory was synced through an fd of its own')
-      assert.notEqual(fsync.mock.calls[1]!.arguments[0], fd)
-    } finally {
-      fs.closeSync(fd)
-      await rm(dir, { recursive: true, force: true })
-    }
+    await withTempDir('dflare-durable-', async (dir) => {
+      const fd = fs.openSync(join(dir, 'file'), 'w')
+      try {
+        const mod: EmscriptenFs = { NODEFS: { stream_ops: {}, node_ops: {}, realPath: () => dir } }
+        installHostFsync(mod)
+        const fsync = t.mock.method(fs, 'fsyncSync')
+        assert.equal(mod.NODEFS.stream_ops.fsync!({ nfd: fd, node: {} }), 0)
+        assert.deepEqual(fsync.mock.calls[0]!.arguments, [fd])
+        assert.equal(mod.NODEFS.stream_ops.fsync!({ node: {} }), 0)
+        assert.equal(fsync.mock.callCount(), 2, 'the directory was synced through an fd of its own')
+        assert.notEqual(fsync.mock.calls[1]!.arguments[0], fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+    })
   })
 
   it('with WAL syncs deferred: a WAL file is noted, anything else syncs the WAL first, zeros need not', async (t) => {
@@ -208,8 +197,7 @@ describe('embedded database durability (PGlite on disk)', () => {
   })
 
   it('every acknowledged commit is there after the process is killed mid-write, past a WAL segment', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
-    try {
+    await withTempDir('dflare-durable-', async (dir) => {
       const child = spawn(process.execPath, [ACKNOWLEDGE, join(dir, 'data')], {
         stdio: ['ignore', 'pipe', 'inherit'],
       })
@@ -244,14 +232,11 @@ describe('embedded database durability (PGlite on disk)', () => {
       } finally {
         await db.close()
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it('a failed fsync stops the process before the commit is acknowledged; the next start recovers', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-durable-'))
-    try {
+    await withTempDir('dflare-durable-', async (dir) => {
       const child = spawnSync(process.execPath, [FSYNC_FAILS, join(dir, 'data')], {
         encoding: 'utf8',
         timeout: 120_000,
@@ -267,8 +252,6 @@ describe('embedded database durability (PGlite on disk)', () => {
       } finally {
         await db.close()
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 })

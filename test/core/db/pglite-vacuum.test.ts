@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
-import { PgliteDb } from '../../../src/core/db/pglite.ts'
+import type { PgliteDb } from '../../../src/core/db/pglite.ts'
 import {
   type AutovacuumSettings,
   maintenanceDue,
@@ -14,6 +12,7 @@ import {
   type TableActivity,
   vacuumWhatIsDue,
 } from '../../../src/core/db/pglite-vacuum.ts'
+import { withDiskDb, withTempDir } from '../../support/temp-dir.ts'
 import { until } from '../../support/until.ts'
 
 const IDLE_EXIT = fileURLToPath(new URL('./idle-exit.ts', import.meta.url))
@@ -38,16 +37,8 @@ const quiet: TableActivity = {
   xidAge: 100,
 }
 
-async function withDb(intervalMs: number, fn: (db: PgliteDb) => Promise<void>) {
-  const dir = await mkdtemp(join(tmpdir(), 'dflare-vacuum-'))
-  const db = await PgliteDb.open(join(dir, 'data'), { vacuum: { intervalMs } })
-  try {
-    await fn(db)
-  } finally {
-    await db.close()
-    await rm(dir, { recursive: true, force: true })
-  }
-}
+const withDb = (intervalMs: number, fn: (db: PgliteDb) => Promise<void>) =>
+  withDiskDb('dflare-vacuum-', { vacuum: { intervalMs } }, fn)
 
 const stats = async (db: PgliteDb, table: string) =>
   (
@@ -173,16 +164,13 @@ describe('core/db/pglite-vacuum: the embedded database vacuums and analyzes itse
   })
 
   it('leaves a quiet database alone, so that it never keeps the process alive', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'dflare-vacuum-'))
-    try {
+    await withTempDir('dflare-vacuum-', async (dir) => {
       const child = spawnSync(process.execPath, [IDLE_EXIT, join(dir, 'data')], {
         encoding: 'utf8',
         timeout: 120_000,
       })
       assert.equal(child.stdout, 'exited\n', child.stderr)
       assert.equal(child.status, 0)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
