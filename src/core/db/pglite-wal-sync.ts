@@ -8,8 +8,9 @@ import fs from 'node:fs'
  * connections on the gateway bench, 16 % of the thread's time. Here PostgreSQL's fsync of a WAL
  * file only notes the file; the sync itself runs on libuv's thread pool (`fs.fsync`), and every
  * caller of the database waits for it (`durable()`) before it hears of its transaction: a commit
- * is acknowledged only once its WAL is on disk, as before, and commits that end while a sync is
- * under way share the next one (group commit).
+ * is acknowledged only once its WAL is on disk, as before. A commit that ends while a sync runs
+ * begins its own at once, up to MAX_SYNCS_IN_FLIGHT; past that, commits share the next one
+ * (group commit).
  *
  * PostgreSQL, told its WAL is flushed, no longer orders its other writes after the flush itself,
  * so this does (the write-ahead rule): before anything else in the data directory changes — a
@@ -17,17 +18,28 @@ import fs from 'node:fs'
  * noted so far is synced, synchronously, right there. Those are checkpoints and evictions of dirty
  * pages, not the commit path. A WAL file that is closed is synced before it closes.
  */
+/** Syncs of the WAL that may run at once (each one a thread of libuv's pool while it runs). */
+export const MAX_SYNCS_IN_FLIGHT = 2
+
+/** One sync of every WAL file with writes not yet known to be on disk. */
+interface Round {
+  /** WAL syncs PostgreSQL had asked for when it began: all on disk once it is done. */
+  upTo: number
+  fds: ReadonlySet<number>
+  /** Of its fds, those closed while it ran (synced then): a failure on them means nothing. */
+  closed: Set<number>
+  done: Promise<void>
+}
+
 export class WalSync {
   /** WAL files (host fds) written since their last sync began. */
   readonly #pending = new Set<number>()
-  /** Fds the sync in flight is syncing (one sync at a time: `#round`). */
-  readonly #inflight = new Set<number>()
-  /** Of those, fds closed meanwhile (already synced then): a failure on them means nothing. */
-  readonly #closed = new Set<number>()
+  readonly #rounds = new Set<Round>()
   /** WAL syncs PostgreSQL asked for so far, and how many of them are on disk. */
   #asked = 0
   #done = 0
-  #round: Promise<void> | undefined
+  /** Callers of durable() and the number of syncs asked for that each waits for. */
+  #waiters: { target: number; resolve: () => void }[] = []
   readonly #fatal: (err: unknown) => never
 
   /** `fatal` stops the process: after a failed sync nothing may be acknowledged. */
@@ -52,67 +64,92 @@ export class WalSync {
    */
   durable(): Promise<void> | undefined {
     if (this.settled) return undefined
-    return this.#until(this.#asked)
+    const target = this.#asked
+    const p = new Promise<void>((resolve) => this.#waiters.push({ target, resolve }))
+    this.#start()
+    return p
   }
 
-  async #until(target: number) {
-    while (this.#done < target) {
-      this.#round ??= this.#sync().finally(() => {
-        this.#round = undefined
-      })
-      await this.#round
-    }
-  }
-
-  async #sync() {
-    const upTo = this.#asked
-    const fds = [...this.#pending]
+  /**
+   * Begins a sync when a caller waits for writes that no sync in flight covers, and fewer than
+   * MAX_SYNCS_IN_FLIGHT run: a commit that ends while another's sync runs need not wait for that
+   * sync to end before its own begins (two overlapping fsyncs of a file end sooner than two in a
+   * row). Past that limit, commits wait for a sync to end and share the next one (group commit).
+   */
+  #start() {
+    if (this.#rounds.size >= MAX_SYNCS_IN_FLIGHT) return
+    let covered = this.#done
+    for (const r of this.#rounds) covered = Math.max(covered, r.upTo)
+    if (!this.#waiters.some((w) => w.target > covered)) return
+    // The files still being synced by an earlier round are synced again: this round alone then
+    // covers every write made before it began, whichever round ends first.
+    const fds = new Set(this.#pending)
+    for (const r of this.#rounds) for (const fd of r.fds) fds.add(fd)
     this.#pending.clear()
-    for (const fd of fds) this.#inflight.add(fd)
-    await Promise.all(
-      fds.map(
-        (fd) =>
-          new Promise<void>((resolve) => {
-            fs.fsync(fd, (err) => {
-              this.#inflight.delete(fd)
-              const closed = this.#closed.delete(fd)
-              if (err && !closed) this.#fatal(err)
-              resolve()
-            })
-          }),
-      ),
-    )
-    this.#done = Math.max(this.#done, upTo)
+    const closed = new Set<number>()
+    const round: Round = {
+      upTo: this.#asked,
+      fds,
+      closed,
+      done: Promise.all(
+        [...fds].map(
+          (fd) =>
+            new Promise<void>((resolve) => {
+              fs.fsync(fd, (err) => {
+                if (err && !closed.has(fd)) this.#fatal(err)
+                resolve()
+              })
+            }),
+        ),
+      ).then(() => {
+        this.#rounds.delete(round)
+        this.#advance(round.upTo)
+        this.#start()
+      }),
+    }
+    this.#rounds.add(round)
+  }
+
+  /** Every WAL sync up to `done` is on disk: the callers waiting for no more hear so. */
+  #advance(done: number) {
+    this.#done = Math.max(this.#done, done)
+    this.#waiters = this.#waiters.filter((w) => {
+      if (w.target > this.#done) return true
+      w.resolve()
+      return false
+    })
   }
 
   /** Before anything but a WAL write changes the data directory: the WAL first, synchronously. */
   flushNow() {
     if (this.settled) return
+    const fds = new Set(this.#pending)
+    for (const r of this.#rounds) for (const fd of r.fds) fds.add(fd)
     try {
-      for (const fd of new Set([...this.#pending, ...this.#inflight])) fs.fsyncSync(fd)
+      for (const fd of fds) fs.fsyncSync(fd)
     } catch (err) {
       this.#fatal(err)
     }
     this.#pending.clear()
-    this.#done = this.#asked
+    this.#advance(this.#asked)
   }
 
   /** A WAL file is about to be closed: synced now if it has unsynced writes. */
   beforeClose(fd: number) {
     const pending = this.#pending.delete(fd)
-    const inflight = this.#inflight.has(fd)
-    if (!pending && !inflight) return
+    const syncing = [...this.#rounds].filter((r) => r.fds.has(fd))
+    if (!pending && syncing.length === 0) return
     try {
       fs.fsyncSync(fd)
     } catch (err) {
       this.#fatal(err)
     }
-    // The sync in flight may now find the fd closed, or reused: either way this file is synced.
-    if (inflight) this.#closed.add(fd)
+    // A sync in flight may now find the fd closed, or reused: either way this file is synced.
+    for (const r of syncing) r.closed.add(fd)
   }
 
   /** Resolves once no sync is in flight (before the data directory is unlocked). */
   async idle() {
-    await this.#round
+    while (this.#rounds.size > 0) await Promise.all([...this.#rounds].map((r) => r.done))
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { describe, it, type TestContext } from 'node:test'
-import { WalSync } from '../../../src/core/db/pglite-wal-sync.ts'
+import { MAX_SYNCS_IN_FLIGHT, WalSync } from '../../../src/core/db/pglite-wal-sync.ts'
 
 /** fs.fsync and fs.fsyncSync replaced: async syncs wait until the test completes them. */
 function syncs(t: TestContext) {
@@ -35,22 +35,61 @@ describe('WAL syncs off the event loop (WalSync)', () => {
     assert.equal(wal.durable(), undefined)
   })
 
-  it('commits that end while a sync is under way share the next one (group commit)', async (t) => {
+  it('a commit that ends while a sync runs begins its own at once; either acknowledges all before it', async (t) => {
     const { wal, started } = syncs(t)
     wal.defer(7)
     const first = wal.durable()!
-    // Three more commits while the first sync runs: none of them is covered by it.
+    wal.defer(7)
+    const second = wal.durable()!
+    assert.equal(started.length, 2, 'the second sync did not wait for the first to end')
+    // The later sync ends first: it began after both commits' writes, so both are on disk.
+    started[1]!.done(null)
+    assert.equal(await settledYet(Promise.all([first, second])), true)
+    started[0]!.done(null)
+    assert.equal(wal.durable(), undefined)
+  })
+
+  it('a sync covers the files an earlier one is still syncing (a new WAL segment began meanwhile)', async (t) => {
+    const { wal, started } = syncs(t)
+    wal.defer(7)
+    const first = wal.durable()!
+    wal.defer(8)
+    const second = wal.durable()!
+    assert.equal(started[0]!.fd, 7)
+    assert.deepEqual(
+      started
+        .slice(1)
+        .map((s) => s.fd)
+        .sort(),
+      [7, 8],
+      'segment 7 again: its sync in flight may end after this one',
+    )
+    started[1]!.done(null)
+    assert.equal(await settledYet(second), false, 'not before every file of the round is synced')
+    started[2]!.done(null)
+    assert.equal(await settledYet(Promise.all([first, second])), true)
+  })
+
+  it(`past ${MAX_SYNCS_IN_FLIGHT} syncs in flight, commits share the next one (group commit)`, async (t) => {
+    const { wal, started } = syncs(t)
+    const inFlight = Array.from({ length: MAX_SYNCS_IN_FLIGHT }, () => {
+      wal.defer(7)
+      return wal.durable()!
+    })
+    assert.equal(started.length, MAX_SYNCS_IN_FLIGHT)
+    // Three more commits: none of the syncs in flight covers them, and there is no room for more.
     const later = [1, 2, 3].map(() => {
       wal.defer(7)
       return wal.durable()!
     })
+    assert.equal(started.length, MAX_SYNCS_IN_FLIGHT)
     started[0]!.done(null)
-    assert.equal(await settledYet(first), true)
+    assert.equal(await settledYet(inFlight[0]!), true)
     assert.equal(await settledYet(Promise.any(later)), false)
-    assert.equal(started.length, 2, 'one more sync for the three')
-    started[1]!.done(null)
-    assert.equal(await settledYet(Promise.all(later)), true)
-    assert.equal(started.length, 2)
+    assert.equal(started.length, MAX_SYNCS_IN_FLIGHT + 1, 'one more sync for the three')
+    for (const s of started.slice(1)) s.done(null)
+    assert.equal(await settledYet(Promise.all([...inFlight, ...later])), true)
+    assert.equal(started.length, MAX_SYNCS_IN_FLIGHT + 1)
   })
 
   it('before another file changes, the WAL noted so far is synced right there (write-ahead)', async (t) => {
