@@ -29,6 +29,8 @@ export function txAdminDeps(
   const events: CapturedEvent[] = []
   const db: Db = {
     engine: deps.db.engine,
+    // It cannot listen: nothing may count on hearing its notifications.
+    soleWriter: false,
     query: (sql, params) => tx.query(sql, params),
     // The caller's transaction options (role, settings) are not needed by the IAM admin functions.
     transaction: (fn) => fn(tx),

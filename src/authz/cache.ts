@@ -34,6 +34,8 @@ const PRINCIPAL_TYPES = new Set(
 const MAX_SLICE = 2048
 const NOTIFY_WAIT_MS = 200
 const REVISION_SQL = 'SELECT revision FROM authz.state WHERE singleton'
+/** Where every change of that revision is announced (migration 0002). */
+const REVISION_CHANNEL = 'authz_revision'
 
 export class SliceTooLargeError extends Error {
   override name = 'SliceTooLargeError'
@@ -114,7 +116,7 @@ export class EntityCache {
   constructor(db: Db, consistency: Consistency = 'strong') {
     this.#db = db
     this.consistency = consistency
-    revisionsOf(db).register('authz', REVISION_SQL)
+    revisionsOf(db).register('authz', REVISION_SQL, REVISION_CHANNEL)
   }
 
   get listening() {

@@ -13,7 +13,8 @@ import { FreshRead } from './fresh-read.ts'
  * in-memory caches as they are, without first reading the database's revisions, and note the
  * revision each cache had applied (`assume`). Before anything leaves, `validate` compares those
  * with the database's current revisions — read in the same round trip as the BEGIN of the
- * request's first transaction when possible (piggyback), else on its own. Equal revisions mean
+ * request's first transaction when possible (piggyback), else on its own, or not read at all where
+ * they are known (Revisions.known: the embedded database). Equal revisions mean
  * the caches held exactly the database's state at that moment, which is after the request
  * arrived: the checks were as fresh as the strict path's. Any difference (or any error) fails
  * validation, and the caller redoes every check strictly (`strict()`) before answering.
@@ -47,7 +48,8 @@ export class OptimisticRequest {
   /** Asks the next transaction of this request to read the revisions along with its BEGIN. */
   piggyback() {
     const revisions = this.#revisions
-    if (!revisions || this.#observed) return
+    // Nothing to read when the revisions are known (validate looks at them then).
+    if (!revisions || this.#observed || revisions.known()) return
     let deliver!: (m: Map<string, number>) => void
     let fail!: (err: unknown) => void
     const observed = new Promise<Map<string, number>>((res, rej) => {
@@ -76,9 +78,9 @@ export class OptimisticRequest {
     // No transaction took the offer (the handler did not begin one): read now instead.
     if (this.#offer && withdrawPiggyback(this.#offer)) this.#observed = undefined
     this.#offer = undefined
-    let current: Map<string, number>
+    let current: ReadonlyMap<string, number>
     try {
-      current = await (this.#observed ?? revisions.readNow())
+      current = revisions.known() ?? (await (this.#observed ?? revisions.readNow()))
     } catch {
       return false
     }
@@ -98,29 +100,62 @@ export function enterOptimistic(): OptimisticRequest {
   return request
 }
 
+/** Where a module's revision is read, and where each change of it is announced. */
+interface Source {
+  /** One row with one integer column: the module's current revision. */
+  sql: string
+  /**
+   * A NOTIFY channel on which a trigger on the revision's row announces every new value (the
+   * payload is the revision), in the transaction that changes it.
+   */
+  channel: string
+}
+
 /**
  * The change revisions of the modules that keep in-memory state in step with the database (the
  * authz entity store, the IAM gateway state), read with one query and shared (FreshRead). Each
  * module registers the statement that reads its own revision; a request whose checks touch
  * several modules then pays one round trip for all of them, often none (a read started after it
  * arrived, for another request, serves it too).
+ *
+ * Where this process is the database's only writer and hears its own commits' notifications
+ * before they return (`db.soleWriter`: the embedded PGlite), the revisions are not read at all
+ * after the first time: each module's trigger announces every change, so the values heard are the
+ * database's at every moment (`known`). Anything unexpected (a payload that is not a revision, a
+ * lost listener, a failed start) falls back to reading.
  */
 export class Revisions {
   readonly #db: Db
-  readonly #sources = new Map<string, string>()
+  readonly #sources = new Map<string, Source>()
   #sql: string | undefined
   readonly #fresh = new FreshRead(() => this.readNow())
+  /** The revisions as announced, once heard from the start (sole writer only). */
+  #heard: Map<string, number> | undefined
+  #hearing: Promise<void> | undefined
+  /** Bumped whenever what was heard stops counting: a start in flight then counts for nothing. */
+  #generation = 0
+  #unlisten: (() => Promise<void>)[] = []
 
   constructor(db: Db) {
     this.#db = db
   }
 
-  /** `sql` returns one row with one integer column: the module's current revision. */
-  register(name: string, sql: string) {
+  register(name: string, sql: string, channel: string) {
     if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`invalid revision name ${name}`)
     if (sql.includes(';')) throw new Error('a revision source must be one statement')
-    this.#sources.set(name, sql)
+    this.#sources.set(name, { sql, channel })
     this.#sql = undefined
+    this.#stopHearing()
+  }
+
+  /**
+   * The revisions the database holds at this moment, when they are known without reading
+   * (see the class comment); undefined otherwise. Starts listening the first time it is asked.
+   */
+  known(): ReadonlyMap<string, number> | undefined {
+    if (this.#heard) return this.#heard
+    if (this.#db.soleWriter && !this.#hearing && this.#sources.size > 0) this.#startHearing()
+    return undefined
   }
 
   /**
@@ -134,6 +169,8 @@ export class Revisions {
       o.assume(this, name, applied.value)
       return applied.value
     }
+    const known = this.known()?.get(name)
+    if (known !== undefined) return known
     let all = await this.#fresh.read()
     // Registered after that read started: read again, now.
     if (!all.has(name)) all = await this.#fresh.readNew()
@@ -144,7 +181,7 @@ export class Revisions {
 
   /** Every registered revision in one SELECT (no parameters, one row). */
   sql(): string {
-    this.#sql ??= `SELECT ${[...this.#sources].map(([n, sql]) => `(${sql}) AS ${n}`).join(', ')}`
+    this.#sql ??= `SELECT ${[...this.#sources].map(([n, { sql }]) => `(${sql}) AS ${n}`).join(', ')}`
     return this.#sql
   }
 
@@ -157,6 +194,44 @@ export class Revisions {
     if (this.#sources.size === 0) return new Map()
     const { rows } = await this.#db.query(this.sql())
     return this.parse(rows[0])
+  }
+
+  /** Listens on every source's channel, then reads the revisions once: later changes are heard. */
+  #startHearing() {
+    const generation = this.#generation
+    const current = () => generation === this.#generation
+    const heard = new Map<string, number>()
+    // Revisions only grow: an announcement and the read below are merged by max, whichever
+    // comes first.
+    const merge = (name: string, revision: number) => {
+      if (revision > (heard.get(name) ?? -1)) heard.set(name, revision)
+    }
+    const hear = (name: string) => (payload: string) => {
+      if (!current()) return
+      // A lost listener, or anything but a revision: what was heard no longer counts.
+      if (!/^\d{1,15}$/.test(payload)) return this.#stopHearing()
+      merge(name, Number(payload))
+    }
+    this.#hearing = (async () => {
+      for (const [name, { channel }] of this.#sources) {
+        const unlisten = await this.#db.listen(channel, hear(name))
+        if (!current()) return void unlisten().catch(() => {})
+        this.#unlisten.push(unlisten)
+      }
+      const read = await this.readNow()
+      if (!current()) return
+      for (const [name, revision] of read) merge(name, revision)
+      this.#heard = heard
+    })().catch(() => {
+      if (current()) this.#stopHearing()
+    })
+  }
+
+  #stopHearing() {
+    this.#generation++
+    this.#heard = undefined
+    this.#hearing = undefined
+    for (const unlisten of this.#unlisten.splice(0)) unlisten().catch(() => {})
   }
 }
 

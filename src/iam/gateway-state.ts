@@ -24,6 +24,8 @@ const MAX_REVOCATIONS = 1_000_000
 const MAX_REALMS = 100_000
 const PRUNE_EVERY_MS = 60_000
 const REVISION_SQL = 'SELECT revision FROM iam.state WHERE singleton'
+/** Where every change of that revision is announced (migration 0005). */
+const REVISION_CHANNEL = 'iam_revision'
 
 export interface RealmState {
   disabled: boolean
@@ -60,7 +62,7 @@ export class GatewayState {
 
   constructor(db: Db) {
     this.#db = db
-    revisionsOf(db).register('iam', REVISION_SQL)
+    revisionsOf(db).register('iam', REVISION_SQL, REVISION_CHANNEL)
   }
 
   /** Whether answers currently come from memory (tests, metrics). */

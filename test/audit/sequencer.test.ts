@@ -98,6 +98,7 @@ describe('audit sequencer: queue → Merkle log', () => {
     // A process that dies after moving the events, before COMMIT: nothing of it survives.
     const crashing: Db = {
       engine: f.db.engine,
+      soleWriter: f.db.soleWriter,
       query: (sql, params) => f.db.query(sql, params),
       listen: (channel, handler) => f.db.listen(channel, handler),
       notify: (channel, payload) => f.db.notify(channel, payload),

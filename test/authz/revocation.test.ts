@@ -71,6 +71,8 @@ test('strong consistency under concurrency: decisions share revision reads, none
   const db = h.readerDb
   const slow: Db = {
     engine: db.engine,
+    // Its notifications arrive late: what it heard is not the database's state.
+    soleWriter: false,
     async query<R>(sql: string, params?: readonly SqlValue[]) {
       const r = await db.query<R>(sql, params)
       if (sql.includes('revision')) await new Promise((res) => setTimeout(res, 30))

@@ -86,6 +86,7 @@ class Turns {
  */
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
+  readonly soleWriter = true
   readonly #pg: PGlite
   readonly #wire: PgliteWire
   readonly #turns = new Turns()

@@ -93,6 +93,7 @@ export interface PostgresOptions {
 
 export class PostgresDb implements Db {
   readonly engine = 'postgres' as const
+  readonly soleWriter = false
   readonly #pool: pg.Pool
   readonly #url: string
   #listener: pg.Client | undefined

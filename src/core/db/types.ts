@@ -62,6 +62,12 @@ export type NotificationHandler = (payload: string) => void
 
 export interface Db extends Queryable {
   readonly engine: 'postgres' | 'pglite'
+  /**
+   * True when this handle is the only writer of its database and hears its own commits'
+   * notifications before they return: the embedded PGlite (one process, one connection). What
+   * it was last told on a channel is then the database's state (core/revisions.ts).
+   */
+  readonly soleWriter: boolean
   /** Runs `fn` in one transaction: commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
