@@ -19,10 +19,10 @@ export function splitFrontier(bytes: Buffer): Buffer[] {
 
 /**
  * Appends leaves to one or more logs inside `q`'s transaction; returns each log's first new index.
- * The head rows are locked first, in log-name order (INSERT … ON CONFLICT DO UPDATE takes the row
- * lock), so concurrent writers of the same log queue behind each other, indexes stay gapless and
- * two batches never deadlock; writers of different logs never wait for each other. Two
- * statements whatever the batch size and number of logs.
+ * The head rows are locked first, in log-name order (lockHeads), so concurrent writers of the
+ * same log queue behind each other, indexes stay gapless and two batches never deadlock; writers
+ * of different logs never wait for each other. Two statements whatever the batch size and number
+ * of logs (four when a log is new).
  */
 export async function appendBatch(
   q: Queryable,
@@ -128,12 +128,7 @@ async function planAppend<L extends { hash: Buffer }>(
   batch: ReadonlyMap<string, readonly L[]>,
 ) {
   const logs = [...batch.keys()].sort()
-  const heads = await q.query<{ log: string; size: number; frontier: Buffer }>(
-    `INSERT INTO audit.heads AS h (log) SELECT unnest($1::text[]) ORDER BY 1
-     ON CONFLICT (log) DO UPDATE SET log = h.log
-     RETURNING h.log, h.size, h.frontier`,
-    [logs],
-  )
+  const heads = await lockHeads(q, logs)
   const events = {
     log: [] as string[],
     idx: [] as number[],
@@ -183,6 +178,24 @@ async function planAppend<L extends { hash: Buffer }>(
     events,
     rest: [nd.log, nd.level, nd.idx, nd.hash, hd.log, hd.size, hd.frontier, hd.root],
   }
+}
+
+const LOCK_HEADS = `SELECT log, size, frontier FROM audit.heads WHERE log = ANY($1::text[])
+  ORDER BY log FOR UPDATE`
+
+/**
+ * Locks and reads the heads of `logs` (sorted), creating those that do not exist yet. A log's head
+ * exists from its first append on, so the insert is seldom needed; locking an existing row
+ * (SELECT … FOR UPDATE, in log order) writes no new row version, as an upsert would.
+ */
+async function lockHeads(q: Queryable, logs: readonly string[]) {
+  const heads = await q.query<{ log: string; size: number; frontier: Buffer }>(LOCK_HEADS, [logs])
+  if (heads.rows.length === logs.length) return heads
+  await q.query(
+    'INSERT INTO audit.heads (log) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (log) DO NOTHING',
+    [logs],
+  )
+  return q.query<{ log: string; size: number; frontier: Buffer }>(LOCK_HEADS, [logs])
 }
 
 /** Appends leaves to one log; returns the index of the first. */
