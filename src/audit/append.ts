@@ -70,8 +70,8 @@ export interface QueuedLeaf {
 
 /**
  * Integrates queued events into their logs inside `q`'s transaction, like startAppendBatch, but
- * without their bodies leaving the database: one statement deletes the queue rows and inserts
- * their bodies as the log's events. Every queue row must still be there (the caller holds the
+ * without sending their bodies back: one statement deletes the queue rows and inserts their
+ * bodies as the log's events. Every queue row must still be there (the caller holds the
  * sequencer lock, and queue rows are never changed): if one were missing, the statement fails
  * instead of leaving a hole in the tree.
  */
