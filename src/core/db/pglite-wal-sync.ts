@@ -83,8 +83,7 @@ export class WalSync {
     if (!this.#waiters.some((w) => w.target > covered)) return
     // The files still being synced by an earlier round are synced again: this round alone then
     // covers every write made before it began, whichever round ends first.
-    const fds = new Set(this.#pending)
-    for (const r of this.#rounds) for (const fd of r.fds) fds.add(fd)
+    const fds = this.#unsynced()
     this.#pending.clear()
     const closed = new Set<number>()
     const round: Round = {
@@ -110,6 +109,17 @@ export class WalSync {
     this.#rounds.add(round)
   }
 
+  /**
+   * The WAL files that may hold writes not yet on disk: those written since the last round began,
+   * and those rounds in flight are syncing (a file closed meanwhile was synced as it closed, and
+   * its fd may be gone or another file's by now).
+   */
+  #unsynced(): Set<number> {
+    const fds = new Set(this.#pending)
+    for (const r of this.#rounds) for (const fd of r.fds) if (!r.closed.has(fd)) fds.add(fd)
+    return fds
+  }
+
   /** Every WAL sync up to `done` is on disk: the callers waiting for no more hear so. */
   #advance(done: number) {
     this.#done = Math.max(this.#done, done)
@@ -123,8 +133,7 @@ export class WalSync {
   /** Before anything but a WAL write changes the data directory: the WAL first, synchronously. */
   flushNow() {
     if (this.settled) return
-    const fds = new Set(this.#pending)
-    for (const r of this.#rounds) for (const fd of r.fds) fds.add(fd)
+    const fds = this.#unsynced()
     try {
       for (const fd of fds) fs.fsyncSync(fd)
     } catch (err) {

@@ -124,6 +124,27 @@ describe('WAL syncs off the event loop (WalSync)', () => {
     assert.deepEqual(fatal, [])
   })
 
+  it('a WAL file closed while its sync runs is not synced again by a later sync or a flush (its fd is gone)', async (t) => {
+    const { wal, started, syncedNow, fatal } = syncs(t)
+    wal.defer(7)
+    const first = wal.durable()!
+    wal.beforeClose(7)
+    assert.deepEqual(syncedNow(), [7])
+    wal.defer(8)
+    const second = wal.durable()!
+    assert.deepEqual(
+      started.map((s) => s.fd),
+      [7, 8],
+    )
+    wal.defer(8)
+    wal.flushNow()
+    assert.deepEqual(syncedNow(), [7, 8], 'the flush syncs 8, not the closed 7')
+    started[0]!.done(Object.assign(new Error('bad file descriptor'), { code: 'EBADF' }))
+    started[1]!.done(null)
+    await Promise.all([first, second])
+    assert.deepEqual(fatal, [])
+  })
+
   it('a failed sync stops the process (nothing may be acknowledged after it)', async (t) => {
     const { wal, started, fatal } = syncs(t)
     wal.defer(7)
