@@ -122,6 +122,25 @@ describe('audit sequencer: queue → Merkle log', () => {
     assert.equal(report.queued, 0)
   })
 
+  it("a log's first events and another log's: one transaction integrates them, in queue order", async () => {
+    await f.db.transaction((tx) =>
+      f.audit.sink.record(event(1, { tenant: 'seq-old', correlationId: 'old-1' }), tx),
+    )
+    await sequencer(f.db).drain()
+    // Interleaved: a log that has a head and one that has none yet.
+    for (const [i, tenant] of ['seq-new', 'seq-old', 'seq-new', 'seq-old'].entries())
+      await f.db.transaction((tx) =>
+        f.audit.sink.record(event(i, { tenant, correlationId: `${tenant}-${i}` }), tx),
+      )
+    const { rows: before } = await f.db.query(`SELECT 1 FROM audit.heads WHERE log = 'seq-new'`)
+    assert.equal(before.length, 0)
+    assert.equal(await sequencer(f.db).integrate(), 4, 'all four in one integration')
+    assert.deepEqual(await integrated(f.db, 'seq-new'), ['seq-new-0', 'seq-new-2'])
+    assert.deepEqual(await integrated(f.db, 'seq-old'), ['old-1', 'seq-old-1', 'seq-old-3'])
+    const report = await verifyDatabase(f.db, { logs: ['seq-new', 'seq-old'] })
+    assert.ok(report.ok, JSON.stringify(report))
+  })
+
   it('an integration whose queue row is gone fails whole instead of leaving a hole in the tree', async () => {
     await f.audit.sink.record(event(1, { tenant: 'holes' }))
     const { rows } = await f.db.query<{ id: number; leaf: Buffer }>(
