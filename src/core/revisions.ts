@@ -135,6 +135,12 @@ export class Revisions {
   /** Bumped whenever what was heard stops counting: a start in flight then counts for nothing. */
   #generation = 0
   #unlisten: (() => Promise<void>)[] = []
+  /**
+   * Runs a function in the context this was created in (at start-up, by the caches): listening
+   * begins when a request first asks, and must not run in that request's context (inside one of
+   * its transactions, PGlite would refuse it).
+   */
+  readonly #detached = AsyncLocalStorage.snapshot()
 
   constructor(db: Db) {
     this.#db = db
@@ -154,7 +160,8 @@ export class Revisions {
    */
   known(): ReadonlyMap<string, number> | undefined {
     if (this.#heard) return this.#heard
-    if (this.#db.soleWriter && !this.#hearing && this.#sources.size > 0) this.#startHearing()
+    if (this.#db.soleWriter && !this.#hearing && this.#sources.size > 0)
+      this.#detached(() => this.#startHearing())
     return undefined
   }
 

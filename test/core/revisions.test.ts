@@ -19,7 +19,7 @@ const SOURCES = {
 
 /** `db` with its statements counted (the revision reads among them). */
 function counted(db: Db, soleWriter = db.soleWriter) {
-  const counter = { reads: 0 }
+  const counter = { reads: 0, listens: 0 }
   const wrapped: Db = {
     engine: db.engine,
     soleWriter,
@@ -28,7 +28,10 @@ function counted(db: Db, soleWriter = db.soleWriter) {
       return db.query(sql, params)
     },
     transaction: (fn, options) => db.transaction(fn, options),
-    listen: (channel, handler) => db.listen(channel, handler),
+    listen: (channel, handler) => {
+      counter.listens++
+      return db.listen(channel, handler)
+    },
     notify: (channel, payload) => db.notify(channel, payload),
     close: () => db.close(),
   }
@@ -56,7 +59,10 @@ describe('revisions on the embedded database (the only writer): known, not read'
   const sets = [coreMigrations, authzMigrations, iamMigrations]
 
   /** A PGlite database on disk with the modules' migrations, and its Revisions. */
-  async function embedded<T>(fn: (db: Db, r: Revisions, counter: { reads: number }) => Promise<T>) {
+  async function embedded<T>(
+    fn: (db: Db, r: Revisions, counter: { reads: number; listens: number }) => Promise<T>,
+    { heard = true } = {},
+  ) {
     return withTempDir('dflare-revisions-', async (dir) => {
       await copyPgliteTemplate(dir, sets)
       const raw = await openDb({ kind: 'pglite', dataDir: dir })
@@ -64,8 +70,10 @@ describe('revisions on the embedded database (the only writer): known, not read'
         assert.equal(raw.soleWriter, true)
         const { db, counter } = counted(raw)
         const r = revisionsOn(db)
-        assert.equal(r.known(), undefined, 'not before the first read')
-        assert.ok(await until(async () => r.known() !== undefined))
+        if (heard) {
+          assert.equal(r.known(), undefined, 'not before the first read')
+          assert.ok(await until(async () => r.known() !== undefined))
+        }
         return await fn(db, r, counter)
       } finally {
         await raw.close()
@@ -85,6 +93,17 @@ describe('revisions on the embedded database (the only writer): known, not read'
       assert.equal(await r.current('authz'), (await databaseRevisions(db)).authz)
       assert.equal(counter.reads, reads + 2, 'only the two checks above read them')
     })
+  })
+
+  it('first asked inside a transaction: listening begins all the same, outside it', async () => {
+    await embedded(
+      async (db, r, counter) => {
+        await db.transaction(async () => assert.equal(r.known(), undefined))
+        assert.ok(await until(async () => r.known() !== undefined))
+        assert.equal(counter.listens, 2, 'one LISTEN per channel, the first time')
+      },
+      { heard: false },
+    )
   })
 
   it('a change with ordinary triggers switched off is still heard (the trigger fires always)', async () => {
