@@ -350,7 +350,7 @@ describe(`migrations on ${testEngine}`, () => {
       const first = await migrate(t.db, [coreMigrations, { module: 'probe', dir }])
       assert.deepEqual(
         first.map((m) => `${m.module}/${m.version}`),
-        ['core/1', 'probe/1', 'probe/2'],
+        ['core/1', 'core/2', 'probe/1', 'probe/2'],
       )
       const second = await migrate(t.db, [coreMigrations, { module: 'probe', dir }])
       assert.equal(second.length, 0)
