@@ -208,16 +208,13 @@ export class Revisions {
     const generation = this.#generation
     const current = () => generation === this.#generation
     const heard = new Map<string, number>()
-    // Revisions only grow: an announcement and the read below are merged by max, whichever
-    // comes first.
-    const merge = (name: string, revision: number) => {
-      if (revision > (heard.get(name) ?? -1)) heard.set(name, revision)
-    }
     const hear = (name: string) => (payload: string) => {
       if (!current()) return
-      // A lost listener, or anything but a revision: what was heard no longer counts.
-      if (!/^\d{1,15}$/.test(payload)) return this.#stopHearing()
-      merge(name, Number(payload))
+      const revision = /^\d{1,15}$/.test(payload) ? Number(payload) : Number.NaN
+      // A lost listener, anything but a revision, or a revision that went back (revisions only
+      // grow): what was heard no longer counts.
+      if (!(revision >= (heard.get(name) ?? 0))) return this.#stopHearing()
+      heard.set(name, revision)
     }
     this.#hearing = (async () => {
       for (const [name, { channel }] of this.#sources) {
@@ -227,7 +224,9 @@ export class Revisions {
       }
       const read = await this.readNow()
       if (!current()) return
-      for (const [name, revision] of read) merge(name, revision)
+      // The read may have waited (for its WAL sync) while later changes were heard: the larger.
+      for (const [name, revision] of read)
+        if (revision > (heard.get(name) ?? -1)) heard.set(name, revision)
       this.#heard = heard
     })().catch(() => {
       if (current()) this.#stopHearing()

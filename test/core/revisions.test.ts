@@ -128,6 +128,16 @@ describe('revisions on the embedded database (the only writer): known, not read'
     })
   })
 
+  it('a revision that goes back is not believed: nothing is known until read again', async () => {
+    await embedded(async (db, r) => {
+      await db.query(bump('authz'))
+      await db.query('UPDATE authz.state SET revision = revision - 1 WHERE singleton')
+      assert.equal(r.known(), undefined)
+      assert.ok(await until(async () => r.known() !== undefined))
+      assert.deepEqual(Object.fromEntries(r.known()!), await databaseRevisions(db))
+    })
+  })
+
   it('the row removed: `reset` is announced, and nothing is known until read again', async () => {
     await embedded(async (db, r) => {
       await db.transaction(async (tx) => {
