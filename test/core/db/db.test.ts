@@ -408,7 +408,7 @@ describe(`migrations on ${testEngine}`, () => {
         starters.map((db) => migrate(db, [coreMigrations, { module: 'probe', dir }])),
       )
       const applied = results.map((r) => r.length).sort()
-      assert.deepEqual(applied, [0, 0, 3], 'exactly one starter applied the three migrations')
+      assert.deepEqual(applied, [0, 0, 4], 'exactly one starter applied the four migrations')
       const { rows } = await starters[0]!.query<{ n: number }>(
         'SELECT count(*)::int AS n FROM once',
       )
