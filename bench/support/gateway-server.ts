@@ -16,6 +16,7 @@
  * by starting / writing a V8 CPU profile (FILE) and a sampling heap profile (FILE with
  * `.heapprofile` for `.cpuprofile`); exits on `{ stop: true }`.
  */
+import { rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
@@ -65,6 +66,8 @@ new PerformanceObserver((list) => {
 // A fresh database on the PostgreSQL server named by DFLARE_TEST_DATABASE_URL (the parent
 // passes DATABASE_URL through it), else embedded PGlite in the temporary home.
 const home = await mkdtemp(join(tmpdir(), 'dflare-bench-gw-'))
+// Also when start-up fails (a bad setting from the environment, say): nothing left behind.
+process.on('exit', () => rmSync(home, { recursive: true, force: true }))
 const database = process.env.DFLARE_TEST_DATABASE_URL ? await createPostgresDatabase() : undefined
 if (!database) await copyPgliteTemplate(join(home, 'data'), allMigrations)
 // Settings from the environment (DFLARE_AUDIT_INTEGRATION_DELAY=20ms, say) reach the plane, so

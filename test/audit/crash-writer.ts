@@ -1,17 +1,14 @@
 // Child process of crash.test.ts: writes a burst of audit events to PostgreSQL and prints the
-// number of each event once `record` resolved (acknowledged), until it is killed.
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// number of each event once `record` resolved (acknowledged), until it is killed. Its home is the
+// parent's to make and remove (a process killed with SIGKILL cleans up nothing).
 import { createAudit } from '../../src/audit/component.ts'
 import { ManualClock } from '../../src/core/clock.ts'
 import { openDb } from '../../src/core/db/index.ts'
 import { event, runtimeFor } from './helpers.ts'
 import { MemoryObjectStore } from './memory-store.ts'
 
-const url = process.argv[2]!
+const [url, home] = process.argv.slice(2) as [string, string]
 const db = await openDb({ kind: 'postgres', url })
-const home = await mkdtemp(join(tmpdir(), 'dflare-crash-'))
 const audit = await createAudit(runtimeFor(db, home, new MemoryObjectStore(), new ManualClock()))
 let n = 0
 async function writer(w: number) {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { auditMigrations } from '../../src/audit/migrations.ts'
@@ -12,8 +15,9 @@ const WRITER = fileURLToPath(new URL('./crash-writer.ts', import.meta.url))
 describe('audit durability', { skip: !testDatabaseUrl && 'needs DFLARE_TEST_DATABASE_URL' }, () => {
   it('a writer killed with SIGKILL mid-burst loses no acknowledged event', async () => {
     const t = await migratedDatabase([auditMigrations])
+    const home = await mkdtemp(join(tmpdir(), 'dflare-crash-'))
     try {
-      const child = spawn(process.execPath, [WRITER, t.url!], {
+      const child = spawn(process.execPath, [WRITER, t.url!, home], {
         stdio: ['ignore', 'pipe', 'inherit'],
       })
       const acked: number[] = []
@@ -50,6 +54,7 @@ describe('audit durability', { skip: !testDatabaseUrl && 'needs DFLARE_TEST_DATA
       assert.ok(report.ok, JSON.stringify(report))
     } finally {
       await t.close()
+      await rm(home, { recursive: true, force: true })
     }
   })
 })
