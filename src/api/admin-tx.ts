@@ -31,6 +31,8 @@ export function txAdminDeps(
     engine: deps.db.engine,
     // It cannot listen: nothing may count on hearing its notifications.
     soleWriter: false,
+    // Already inside the gateway's transaction: nothing to hold.
+    holdsReads: false,
     query: (sql, params) => tx.query(sql, params),
     // The caller's transaction options (role, settings) are not needed by the IAM admin functions.
     transaction: (fn) => fn(tx),

@@ -180,6 +180,13 @@ async function planAppend<L extends { hash: Buffer }>(
   }
 }
 
+/** A log's head as locked and read. */
+interface HeadRow {
+  log: string
+  size: number
+  frontier: Buffer
+}
+
 const LOCK_HEADS = `SELECT log, size, frontier FROM audit.heads WHERE log = ANY($1::text[])
   ORDER BY log FOR UPDATE`
 
@@ -189,13 +196,13 @@ const LOCK_HEADS = `SELECT log, size, frontier FROM audit.heads WHERE log = ANY(
  * (SELECT … FOR UPDATE, in log order) writes no new row version, as an upsert would.
  */
 async function lockHeads(q: Queryable, logs: readonly string[]) {
-  const heads = await q.query<{ log: string; size: number; frontier: Buffer }>(LOCK_HEADS, [logs])
+  const heads = await q.query<HeadRow>(LOCK_HEADS, [logs])
   if (heads.rows.length === logs.length) return heads
   await q.query(
     'INSERT INTO audit.heads (log) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (log) DO NOTHING',
     [logs],
   )
-  return q.query<{ log: string; size: number; frontier: Buffer }>(LOCK_HEADS, [logs])
+  return q.query<HeadRow>(LOCK_HEADS, [logs])
 }
 
 /** Appends leaves to one log; returns the index of the first. */

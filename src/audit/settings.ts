@@ -94,10 +94,12 @@ export const auditSettings = defineSettings({
   integrationDelay: {
     env: 'DFLARE_AUDIT_INTEGRATION_DELAY',
     key: 'audit.integrationDelay',
-    doc: 'How long the audit host waits after its own group commits before integrating the queued events into their logs, so that one transaction takes many. Readers never wait for it: queries, checkpoints and the CLI integrate what is queued first. Shorter on the embedded database, where every commit waits for the WAL sync after an integration: smaller integrations keep that wait short.',
+    doc: 'How long the audit host waits after its own group commits before integrating the queued events into their logs, so that one transaction takes many. Readers never wait for it: queries, checkpoints and the CLI integrate what is queued first. Shorter on the embedded database, where an integration holds the one connection and every later commit waits for its WAL sync: smaller integrations keep both short.',
     allowed: 'duration 1ms..10s (e.g. 100ms)',
     // Measured on the gateway bench (2 and 4 connections): on PGlite, 25 ms brought the pipeline's
-    // p99 from 8.0 / 11.1 to 5.2 / 7.6 ms; on PostgreSQL it cost more CPU per request than it saved.
+    // p99 from 8.0 / 11.1 to 5.2 / 7.6 ms (with overlapping WAL syncs, 100 and 250 ms gave more
+    // throughput but a p99 of 12–19 ms at 4 connections); on PostgreSQL it cost more CPU per
+    // request than it saved.
     default: (r: ResolvedSoFar) => (r['database.url'] ? 100 : 25),
     defaultDoc: '100ms on PostgreSQL, 25ms on the embedded PGlite',
     parse: parse.duration(1, 10_000),

@@ -404,7 +404,7 @@ export async function registerApi(
             if (!write) {
               readsInFlight++
               try {
-                if (readsInFlight <= HOLD_READS_UP_TO) s.hold = holdNextRead()
+                if (deps.db.holdsReads && readsInFlight <= HOLD_READS_UP_TO) s.hold = holdNextRead()
                 result = await readValidated(request, () =>
                   route.handler({
                     ...base,

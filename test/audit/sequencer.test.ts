@@ -99,6 +99,7 @@ describe('audit sequencer: queue → Merkle log', () => {
     const crashing: Db = {
       engine: f.db.engine,
       soleWriter: f.db.soleWriter,
+      holdsReads: f.db.holdsReads,
       query: (sql, params) => f.db.query(sql, params),
       listen: (channel, handler) => f.db.listen(channel, handler),
       notify: (channel, payload) => f.db.notify(channel, payload),

@@ -73,6 +73,7 @@ test('strong consistency under concurrency: decisions share revision reads, none
     engine: db.engine,
     // Its notifications arrive late: what it heard is not the database's state.
     soleWriter: false,
+    holdsReads: db.holdsReads,
     async query<R>(sql: string, params?: readonly SqlValue[]) {
       const r = await db.query<R>(sql, params)
       if (sql.includes('revision')) await new Promise((res) => setTimeout(res, 30))

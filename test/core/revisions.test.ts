@@ -23,6 +23,7 @@ function counted(db: Db, soleWriter = db.soleWriter) {
   const wrapped: Db = {
     engine: db.engine,
     soleWriter,
+    holdsReads: db.holdsReads,
     query: (sql, params) => {
       if (String(sql).includes('.state WHERE singleton')) counter.reads++
       return db.query(sql, params)

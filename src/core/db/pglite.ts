@@ -87,6 +87,8 @@ class Turns {
 export class PgliteDb implements Db {
   readonly engine = 'pglite' as const
   readonly soleWriter = true
+  /** Its one connection, held, would keep every other transaction waiting (held-read.ts). */
+  readonly holdsReads = false
   readonly #pg: PGlite
   readonly #wire: PgliteWire
   readonly #turns = new Turns()

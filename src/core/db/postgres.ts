@@ -94,6 +94,7 @@ export interface PostgresOptions {
 export class PostgresDb implements Db {
   readonly engine = 'postgres' as const
   readonly soleWriter = false
+  readonly holdsReads = true
   readonly #pool: pg.Pool
   readonly #url: string
   #listener: pg.Client | undefined

@@ -68,6 +68,11 @@ export interface Db extends Queryable {
    * it was last told on a channel is then the database's state (core/revisions.ts).
    */
   readonly soleWriter: boolean
+  /**
+   * Whether a read-only transaction can be held open for the request's audit event
+   * (core/db/held-read.ts): the server engine only.
+   */
+  readonly holdsReads: boolean
   /** Runs `fn` in one transaction: commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** Subscribes to a NOTIFY channel; resolves to an unsubscribe function. */
