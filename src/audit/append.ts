@@ -43,13 +43,13 @@ export async function startAppendBatch(
   q: Queryable,
   batch: ReadonlyMap<string, readonly Leaf[]>,
 ): Promise<{ first: Map<string, number>; written: Promise<unknown> }> {
-  const plan = await planAppend(q, batch)
+  const plan = planAppend(await lockHeads(q, [...batch.keys()].sort()), batch)
   const written = q.query(
     `WITH e AS (
        INSERT INTO audit.events (log, idx, body, leaf_hash, root)
        SELECT l, i, b, decode(lh, 'hex'), decode(r, 'hex')
        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS t(l, i, b, lh, r)
-     ), ${nodesAndHeads('u.size')}`,
+     ), ${nodesAndHeads('true')}`,
     [
       plan.events.log,
       plan.events.idx,
@@ -74,12 +74,18 @@ export interface QueuedLeaf {
  * bodies as the log's events. Every queue row must still be there (the caller holds the
  * sequencer lock, and queue rows are never changed): if one were missing, the statement fails
  * instead of leaving a hole in the tree.
+ *
+ * `heads` are the logs' current heads when the caller knows them (the sole writer, which wrote
+ * them last): then none is locked or read. The write checks each head's size all the same, and
+ * fails whole if one moved. Without them, the heads are locked and read first. Resolves with the
+ * new heads (`next`) and the write in flight.
  */
 export async function startIntegration(
   q: Queryable,
   batch: ReadonlyMap<string, readonly QueuedLeaf[]>,
-): Promise<{ first: Map<string, number>; written: Promise<unknown> }> {
-  const plan = await planAppend(q, batch)
+  heads?: readonly HeadRow[],
+): Promise<{ first: Map<string, number>; next: HeadRow[]; written: Promise<unknown> }> {
+  const plan = planAppend(heads ?? (await lockHeads(q, [...batch.keys()].sort())), batch)
   const written = q.query(
     `WITH d AS (
        DELETE FROM audit.queue WHERE id = ANY($1::bigint[]) RETURNING id, body
@@ -89,12 +95,7 @@ export async function startIntegration(
        FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(id, l, i, lh, r)
        JOIN d ON d.id = t.id
        RETURNING 1
-     ), ${
-       // A missing queue row leaves a NULL size: heads.size is NOT NULL, so the statement fails.
-       nodesAndHeads(
-         'CASE WHEN (SELECT count(*) FROM e) = cardinality($1::bigint[]) THEN u.size END',
-       )
-     }`,
+     ), ${nodesAndHeads('(SELECT count(*) FROM e) = cardinality($1::bigint[])')}`,
     [
       plan.events.leaves.map((l) => l.id),
       plan.events.log,
@@ -104,31 +105,37 @@ export async function startIntegration(
       ...plan.rest,
     ],
   )
-  return { first: plan.first, written }
+  return { first: plan.first, next: plan.next, written }
 }
 
-/** The rest of both writes: stored nodes ($6–$9) and the new heads ($10–$13, size `size`). */
-const nodesAndHeads = (size: string) => `n AS (
+/**
+ * The rest of both writes: stored nodes ($6–$9) and the new heads ($10–$14: log, size, frontier,
+ * root, the size it was planned from). A head is only moved from the size the plan started at,
+ * and only when `ok` holds; otherwise its size is NULL, which heads.size (NOT NULL) refuses, so
+ * the whole statement fails: a head that moved since it was read, or a queue row that was gone,
+ * never leaves a hole or a fork in the tree.
+ */
+const nodesAndHeads = (ok: string) => `n AS (
        INSERT INTO audit.nodes (log, level, idx, hash)
        SELECT l, lv, i, decode(h, 'hex')
        FROM unnest($6::text[], $7::smallint[], $8::bigint[], $9::text[]) AS t(l, lv, i, h)
      )
      UPDATE audit.heads AS h
-     SET size = ${size}, frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
-     FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[]) AS u(log, size, f, r)
+     SET size = CASE WHEN ${ok} AND h.size = u.prev THEN u.size END,
+       frontier = decode(u.f, 'hex'), root = decode(u.r, 'hex'), updated_at = now()
+     FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[], $14::bigint[])
+       AS u(log, size, f, r, prev)
      WHERE h.log = u.log`
 
 /**
- * Locks and reads the heads of the batch's logs (in log-name order, see appendBatch), then lays
- * the leaves out in each log: indexes, the root after each leaf, completed nodes at stored
- * levels, and the new heads, as the columns of the write's parameters.
+ * Lays the leaves out in each log from its head: indexes, the root after each leaf, completed
+ * nodes at stored levels, and the new heads, as the columns of the write's parameters. `heads`
+ * must hold every log of the batch.
  */
-async function planAppend<L extends { hash: Buffer }>(
-  q: Queryable,
+function planAppend<L extends { hash: Buffer }>(
+  heads: readonly HeadRow[],
   batch: ReadonlyMap<string, readonly L[]>,
 ) {
-  const logs = [...batch.keys()].sort()
-  const heads = await lockHeads(q, logs)
   const events = {
     log: [] as string[],
     idx: [] as number[],
@@ -147,9 +154,13 @@ async function planAppend<L extends { hash: Buffer }>(
     size: [] as number[],
     frontier: [] as string[],
     root: [] as string[],
+    prev: [] as number[],
   }
   const first = new Map<string, number>()
-  for (const { log, size, frontier: bytes } of heads.rows) {
+  const next: HeadRow[] = []
+  for (const { log, size, frontier: bytes } of heads) {
+    const leaves = batch.get(log)
+    if (!leaves) continue
     const frontier = new Frontier(size, splitFrontier(bytes))
     first.set(log, size)
     const onNode = (level: number, index: number, hash: Buffer) => {
@@ -159,7 +170,7 @@ async function planAppend<L extends { hash: Buffer }>(
       nd.idx.push(index)
       nd.hash.push(hash.toString('hex'))
     }
-    for (const leaf of batch.get(log) ?? []) {
+    for (const leaf of leaves) {
       events.log.push(log)
       events.idx.push(frontier.size)
       frontier.append(leaf.hash, onNode)
@@ -167,21 +178,25 @@ async function planAppend<L extends { hash: Buffer }>(
       events.leaf.push(leaf.hash.toString('hex'))
       events.root.push(frontier.root().toString('hex'))
     }
+    const edge = Buffer.concat(frontier.hashes)
+    next.push({ log, size: frontier.size, frontier: edge })
     hd.log.push(log)
     hd.size.push(frontier.size)
-    hd.frontier.push(Buffer.concat(frontier.hashes).toString('hex'))
+    hd.frontier.push(edge.toString('hex'))
     hd.root.push(frontier.root().toString('hex'))
+    hd.prev.push(size)
   }
-  if (first.size !== logs.length) throw new Error('audit log heads could not be locked')
+  if (first.size !== batch.size) throw new Error('audit log heads could not be locked')
   return {
     first,
+    next,
     events,
-    rest: [nd.log, nd.level, nd.idx, nd.hash, hd.log, hd.size, hd.frontier, hd.root],
+    rest: [nd.log, nd.level, nd.idx, nd.hash, hd.log, hd.size, hd.frontier, hd.root, hd.prev],
   }
 }
 
-/** A log's head as locked and read. */
-interface HeadRow {
+/** A log's head: its size and frontier (the roots of its perfect subtrees, concatenated). */
+export interface HeadRow {
   log: string
   size: number
   frontier: Buffer
@@ -195,14 +210,14 @@ const LOCK_HEADS = `SELECT log, size, frontier FROM audit.heads WHERE log = ANY(
  * exists from its first append on, so the insert is seldom needed; locking an existing row
  * (SELECT … FOR UPDATE, in log order) writes no new row version, as an upsert would.
  */
-async function lockHeads(q: Queryable, logs: readonly string[]) {
+export async function lockHeads(q: Queryable, logs: readonly string[]): Promise<HeadRow[]> {
   const heads = await q.query<HeadRow>(LOCK_HEADS, [logs])
-  if (heads.rows.length === logs.length) return heads
+  if (heads.rows.length === logs.length) return heads.rows
   await q.query(
     'INSERT INTO audit.heads (log) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (log) DO NOTHING',
     [logs],
   )
-  return q.query<HeadRow>(LOCK_HEADS, [logs])
+  return (await q.query<HeadRow>(LOCK_HEADS, [logs])).rows
 }
 
 /** Appends leaves to one log; returns the index of the first. */

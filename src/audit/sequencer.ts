@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { Counter, type Registry } from 'prom-client'
 import type { Db } from '../core/db/index.ts'
-import { type QueuedLeaf, startIntegration } from './append.ts'
+import { type HeadRow, lockHeads, type QueuedLeaf, startIntegration } from './append.ts'
 import { leafHashOfText } from './merkle.ts'
 
 /** The only role that may advance a log (and remove what it integrated from the queue). */
@@ -10,7 +10,8 @@ export const SEQUENCER_ROLE = 'dflare_audit_sequencer'
 /**
  * Transaction-level advisory lock held while integrating: one sequencer at a time across every
  * process on the database, so a log's order is the queue's order and `drain` sees every event
- * committed before it was called. ("dflare" + 1 as a 64-bit key.)
+ * committed before it was called. ("dflare" + 1 as a 64-bit key.) Not taken on the sole writer
+ * (Db.soleWriter), whose one connection runs one transaction at a time anyway.
  */
 const SEQUENCER_LOCK = '7306644318658297857'
 
@@ -44,6 +45,14 @@ export class AuditSequencer {
   #stopped = false
   readonly #integrated: Counter | undefined
   /**
+   * On the sole writer (Db.soleWriter: no other process uses the database), each log's head as
+   * this sequencer last wrote it: an integration of logs it knows locks and reads no head (and
+   * takes no advisory lock: there is no other process to exclude). The write still checks every
+   * head's size, so a head moved by anyone else (another sequencer in this process, a restore)
+   * fails it, and the integration is redone from the heads in the database.
+   */
+  readonly #heads: Map<string, HeadRow> | undefined
+  /**
    * Runs a function in the context the sequencer was created in. Kicks come from inside callers'
    * transactions and requests; background integration must not inherit those (on PGlite a
    * transaction begun "inside" another one is refused, and a request's context carries its own
@@ -53,6 +62,7 @@ export class AuditSequencer {
 
   constructor(options: SequencerOptions) {
     this.#o = options
+    this.#heads = options.db.soleWriter ? new Map() : undefined
     this.#integrated = options.metrics
       ? new Counter({
           name: 'dflare_audit_events_integrated_total',
@@ -132,9 +142,25 @@ export class AuditSequencer {
 
   /** One transaction: integrates up to `batch` of the oldest queued events; returns how many. */
   async integrate(): Promise<number> {
+    let moved: number
+    try {
+      moved = await this.#integrate(true)
+    } catch (err) {
+      // Nothing was committed. Heads known here may be what made it fail: read them this time.
+      if (!this.#heads?.size) throw err
+      this.#heads.clear()
+      moved = await this.#integrate(false)
+    }
+    this.#integrated?.inc(moved)
+    return moved
+  }
+
+  async #integrate(knownHeads: boolean): Promise<number> {
+    const heads = this.#heads
+    let next: HeadRow[] = []
     const moved = await this.#o.db.transaction(
       async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [SEQUENCER_LOCK])
+        if (!heads) await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [SEQUENCER_LOCK])
         // The bodies are read to hash them here (RFC 6962: SHA-256 of 0x00 ‖ the body's UTF-8
         // bytes): SHA-256 in the embedded database's WebAssembly cost several times what it does
         // in Node. They are not sent back: the write below moves them from the queue itself.
@@ -150,14 +176,20 @@ export class AuditSequencer {
           if (leaves) leaves.push(queued)
           else byLog.set(log, [queued])
         }
+        const logs = [...byLog.keys()].sort()
+        const known = knownHeads ? logs.map((log) => heads?.get(log)) : undefined
+        const current = known?.every((h): h is HeadRow => h !== undefined)
+          ? known
+          : await lockHeads(tx, logs)
         // COMMIT leaves right behind the write (the transaction still fails if the write does).
-        const { written } = await startIntegration(tx, byLog)
-        written.catch(() => {})
+        const started = await startIntegration(tx, byLog, current)
+        started.written.catch(() => {})
+        next = started.next
         return rows.length
       },
-      { role: SEQUENCER_ROLE },
+      { role: SEQUENCER_ROLE, genericPlans: true },
     )
-    this.#integrated?.inc(moved)
+    for (const head of next) heads?.set(head.log, head)
     return moved
   }
 }

@@ -12,6 +12,36 @@ function sequencer(db: Db, batch = 50) {
   return new AuditSequencer({ db, batch, delayMs: 0, pollMs: 1000, onError: () => {} })
 }
 
+/** `db` with every statement of its transactions written down (their SQL, in order). */
+function recording(db: Db): { db: Db; statements: string[] } {
+  const statements: string[] = []
+  return {
+    statements,
+    db: {
+      ...db,
+      engine: db.engine,
+      soleWriter: db.soleWriter,
+      holdsReads: db.holdsReads,
+      query: (sql, params) => db.query(sql, params),
+      listen: (channel, handler) => db.listen(channel, handler),
+      notify: (channel, payload) => db.notify(channel, payload),
+      close: () => db.close(),
+      transaction: (fn, options) =>
+        db.transaction(
+          (tx) =>
+            fn({
+              query: (sql, params) => {
+                statements.push(typeof sql === 'string' ? sql : sql.text)
+                return tx.query(sql, params)
+              },
+              exec: (sql) => tx.exec(sql),
+            }),
+          options,
+        ),
+    },
+  }
+}
+
 async function queued(db: Db, log: string) {
   const { rows } = await db.query<{ n: number }>(
     'SELECT count(*)::int AS n FROM audit.queue WHERE log = $1',
@@ -173,6 +203,62 @@ describe('audit sequencer: queue → Merkle log', () => {
     await sequencer(f.db).drain()
     assert.equal(await queued(f.db, 'holes'), 0)
     assert.equal((await integrated(f.db, 'holes')).length, 1)
+  })
+
+  it('on the sole writer, a log it wrote last is integrated without reading or locking its head', async () => {
+    const { db, statements } = recording(f.db)
+    const mine = sequencer(db)
+    for (const round of [1, 2, 3]) {
+      await f.audit.sink.record(
+        event(round, { tenant: 'seq-known', correlationId: `known-${round}` }),
+      )
+      statements.length = 0
+      assert.equal(await mine.integrate(), 1)
+      const locked = statements.some((sql) => /FOR UPDATE|pg_advisory_xact_lock/.test(sql))
+      // The first integration reads the head; later ones know it, on the engine that is the
+      // database's only writer. PostgreSQL, shared with other processes, always locks.
+      assert.equal(locked, round === 1 || !f.db.soleWriter, `round ${round}: ${statements}`)
+    }
+    assert.deepEqual(await integrated(f.db, 'seq-known'), ['known-1', 'known-2', 'known-3'])
+    const report = await verifyDatabase(f.db, { logs: ['seq-known'] })
+    assert.ok(report.ok, JSON.stringify(report))
+  })
+
+  it('a head moved behind its back fails the write whole; the integration is redone from the database', async () => {
+    const mine = sequencer(f.db)
+    await f.audit.sink.record(event(1, { tenant: 'seq-moved', correlationId: 'moved-1' }))
+    assert.equal(await mine.integrate(), 1) // now knows the head at size 1
+    // Another sequencer (of this process) moves the head to 2.
+    await f.audit.sink.record(event(2, { tenant: 'seq-moved', correlationId: 'moved-2' }))
+    assert.equal(await sequencer(f.db).integrate(), 1)
+    // A write planned from any other size than the head's is refused by the database itself:
+    // from behind, its indexes are taken; from ahead, the head's size check fails it.
+    await f.audit.sink.record(event(3, { tenant: 'seq-moved', correlationId: 'moved-3' }))
+    const { rows } = await f.db.query<{ id: number }>(
+      `SELECT id FROM audit.queue WHERE log = 'seq-moved'`,
+    )
+    const batch = new Map([['seq-moved', [{ id: rows[0]!.id, hash: Buffer.alloc(32) }]]])
+    const behind = { log: 'seq-moved', size: 1, frontier: Buffer.alloc(32) }
+    const ahead = { log: 'seq-moved', size: 5, frontier: Buffer.alloc(64) }
+    for (const [stale, refusal] of [
+      [behind, /duplicate key value/],
+      [ahead, /null value in column "size"/],
+    ] as const)
+      await assert.rejects(
+        f.db.transaction(
+          async (tx) => {
+            await (await startIntegration(tx, batch, [stale])).written
+          },
+          { role: 'dflare_audit_sequencer' },
+        ),
+        refusal,
+      )
+    assert.equal(await queued(f.db, 'seq-moved'), 1)
+    // The first sequencer, whose head is stale too, still integrates, from the head as it is.
+    assert.equal(await mine.integrate(), 1)
+    assert.deepEqual(await integrated(f.db, 'seq-moved'), ['moved-1', 'moved-2', 'moved-3'])
+    const report = await verifyDatabase(f.db, { logs: ['seq-moved'] })
+    assert.ok(report.ok, JSON.stringify(report))
   })
 
   it('only the sequencer role may take events off the queue', async () => {

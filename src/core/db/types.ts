@@ -38,6 +38,13 @@ export interface TransactionOptions {
   /** `BEGIN … READ ONLY`: any write in the transaction fails. */
   readOnly?: boolean
   /**
+   * The transaction's statements have a fixed shape, and one plan serves whatever their
+   * parameters: an engine that keeps its statements prepared (PGlite, which otherwise plans every
+   * execution afresh) plans each once and reuses the plan. No effect on PostgreSQL, where every
+   * statement is sent unnamed and planned once anyway.
+   */
+  genericPlans?: boolean
+  /**
    * Send BEGIN together with the first statement instead of waiting for it (PostgreSQL; one
    * round trip less). Only for transactions whose first statement is harmless should it ever run
    * on its own (a read, an idempotent upsert): if BEGIN itself failed, that statement would run

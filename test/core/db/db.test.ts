@@ -282,6 +282,22 @@ describe(`core/db on ${testEngine}`, () => {
       )
   })
 
+  it('genericPlans: one plan per statement for that transaction only, on the engine that caches plans', async () => {
+    const mode = async (q: { query: typeof t.db.query }) =>
+      (await q.query<{ m: string }>("SELECT current_setting('plan_cache_mode') AS m")).rows[0]!.m
+    const outside = await mode(t.db)
+    const inside = await t.db.transaction((tx) => mode(tx), {
+      role: 'dflare_app',
+      genericPlans: true,
+    })
+    // PGlite plans every execution of its prepared statements (force_custom_plan) but in such a
+    // transaction; PostgreSQL gets unnamed statements, planned once each, and is left as it is.
+    assert.equal(outside, t.db.engine === 'pglite' ? 'force_custom_plan' : 'auto')
+    assert.equal(inside, t.db.engine === 'pglite' ? 'force_generic_plan' : 'auto')
+    assert.equal(await mode(t.db), outside, 'local to the transaction')
+    assert.equal(await t.db.transaction((tx) => mode(tx)), outside)
+  })
+
   it('BEGIN sent with the first statement: if the role cannot be set, no result is handed over', async () => {
     await t.db.query('CREATE TABLE owner_only (secret text)')
     await t.db.query("INSERT INTO owner_only VALUES ('owner-data')")
