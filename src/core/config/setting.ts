@@ -36,6 +36,6 @@ export class SettingValueError extends Error {
 }
 
 /** Keeps the literal keys of a section while checking it is made of settings. */
-export function defineSettings<S extends Record<string, Setting<any>>>(spec: S): S {
+export function defineSettings<S extends Record<string, Setting<unknown>>>(spec: S): S {
   return spec
 }
