@@ -25,6 +25,11 @@ export interface SequencerOptions {
   pollMs: number
   onError(err: unknown): void
   metrics?: Registry
+  /**
+   * Most log heads kept known on the sole writer (default 4096), the most recently written: a log
+   * beyond them has its head read again when it next grows.
+   */
+  knownHeads?: number
 }
 
 /**
@@ -189,7 +194,20 @@ export class AuditSequencer {
       },
       { role: SEQUENCER_ROLE, genericPlans: true },
     )
-    for (const head of next) heads?.set(head.log, head)
+    if (heads) this.#remember(heads, next)
     return moved
+  }
+
+  /** Keeps the heads just committed, and no more than `knownHeads`: the least recently written go. */
+  #remember(heads: Map<string, HeadRow>, written: readonly HeadRow[]) {
+    for (const head of written) {
+      heads.delete(head.log) // the Map's order is then the order of writing
+      heads.set(head.log, head)
+    }
+    const limit = this.#o.knownHeads ?? 4096
+    for (const log of heads.keys()) {
+      if (heads.size <= limit) break
+      heads.delete(log)
+    }
   }
 }

@@ -224,6 +224,31 @@ describe('audit sequencer: queue → Merkle log', () => {
     assert.ok(report.ok, JSON.stringify(report))
   })
 
+  it('keeps only so many heads known, the most recently written', async () => {
+    const { db, statements } = recording(f.db)
+    const mine = new AuditSequencer({
+      db,
+      batch: 50,
+      delayMs: 0,
+      pollMs: 1000,
+      onError: () => {},
+      knownHeads: 2,
+    })
+    const grow = async (log: string) => {
+      await f.audit.sink.record(event(1, { tenant: log }))
+      statements.length = 0
+      assert.equal(await mine.integrate(), 1)
+      return statements.some((sql) => /FOR UPDATE/.test(sql))
+    }
+    for (const log of ['lru-a', 'lru-b', 'lru-c']) assert.equal(await grow(log), true)
+    // a was written first: forgotten when c came; b and c are still known.
+    assert.equal(await grow('lru-c'), !f.db.soleWriter)
+    assert.equal(await grow('lru-b'), !f.db.soleWriter)
+    assert.equal(await grow('lru-a'), true)
+    const report = await verifyDatabase(f.db, { logs: ['lru-a', 'lru-b', 'lru-c'] })
+    assert.ok(report.ok, JSON.stringify(report))
+  })
+
   it('a head moved behind its back fails the write whole; the integration is redone from the database', async () => {
     const mine = sequencer(f.db)
     await f.audit.sink.record(event(1, { tenant: 'seq-moved', correlationId: 'moved-1' }))
