@@ -1,4 +1,4 @@
-import type { Queryable } from '../core/db/index.ts'
+import type { Queryable, QueryResult } from '../core/db/index.ts'
 import { Frontier } from './merkle.ts'
 
 /** A leaf ready to append: its canonical body and leaf hash. */
@@ -77,14 +77,19 @@ export interface QueuedLeaf {
  *
  * `heads` are the logs' current heads when the caller knows them (the sole writer, which wrote
  * them last): then none is locked or read. The write checks each head's size all the same, and
- * fails whole if one moved. Without them, the heads are locked and read first. Resolves with the
- * new heads (`next`) and the write in flight.
+ * fails whole if one moved; its row count is the number of heads it moved, which the caller must
+ * check (a head row that is gone leaves the write nothing to check). Without them, the heads are
+ * locked and read first. Resolves with the new heads (`next`) and the write in flight.
  */
 export async function startIntegration(
   q: Queryable,
   batch: ReadonlyMap<string, readonly QueuedLeaf[]>,
   heads?: readonly HeadRow[],
-): Promise<{ first: Map<string, number>; next: HeadRow[]; written: Promise<unknown> }> {
+): Promise<{
+  first: Map<string, number>
+  next: HeadRow[]
+  written: Promise<QueryResult<unknown>>
+}> {
   const plan = planAppend(heads ?? (await lockHeads(q, [...batch.keys()].sort())), batch)
   const written = q.query(
     `WITH d AS (

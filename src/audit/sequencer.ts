@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { Counter, type Registry } from 'prom-client'
-import type { Db } from '../core/db/index.ts'
+import type { Db, QueryResult } from '../core/db/index.ts'
 import { type HeadRow, lockHeads, type QueuedLeaf, startIntegration } from './append.ts'
 import { leafHashOfText } from './merkle.ts'
 
@@ -151,9 +151,11 @@ export class AuditSequencer {
     try {
       moved = await this.#integrate(true)
     } catch (err) {
-      // Nothing was committed. Heads known here may be what made it fail: read them this time.
-      if (!this.#heads?.size) throw err
-      this.#heads.clear()
+      // Nothing was committed. When it was planned from heads known here and the database refused
+      // a head (one moved, or is gone), they are forgotten and the integration redone from the
+      // heads in the database.
+      if (!(err instanceof StaleHead)) throw err
+      this.#heads?.clear()
       moved = await this.#integrate(false)
     }
     this.#integrated?.inc(moved)
@@ -183,12 +185,11 @@ export class AuditSequencer {
         }
         const logs = [...byLog.keys()].sort()
         const known = knownHeads ? logs.map((log) => heads?.get(log)) : undefined
-        const current = known?.every((h): h is HeadRow => h !== undefined)
-          ? known
-          : await lockHeads(tx, logs)
+        const cached = known?.every((h): h is HeadRow => h !== undefined) ? known : undefined
+        const started = await startIntegration(tx, byLog, cached ?? (await lockHeads(tx, logs)))
+        if (cached) await movedEveryHead(started.written, logs.length)
         // COMMIT leaves right behind the write (the transaction still fails if the write does).
-        const started = await startIntegration(tx, byLog, current)
-        started.written.catch(() => {})
+        else started.written.catch(() => {})
         next = started.next
         return rows.length
       },
@@ -201,6 +202,8 @@ export class AuditSequencer {
   /** Keeps the heads just committed, and no more than `knownHeads`: the least recently written go. */
   #remember(heads: Map<string, HeadRow>, written: readonly HeadRow[]) {
     for (const head of written) {
+      // A log only grows: a smaller size is older news (from an integration that ended later).
+      if ((heads.get(head.log)?.size ?? -1) > head.size) continue
       heads.delete(head.log) // the Map's order is then the order of writing
       heads.set(head.log, head)
     }
@@ -210,4 +213,34 @@ export class AuditSequencer {
       heads.delete(log)
     }
   }
+}
+
+/**
+ * How the database refuses a write planned from a head that moved: its size check leaves a NULL
+ * size (not_null_violation), or its events take indexes already taken (unique_violation).
+ */
+const REFUSED_HEAD = new Set(['23502', '23505'])
+
+/** A write planned from a known head was refused: the head is not what this sequencer knew. */
+class StaleHead extends Error {
+  override name = 'StaleHead'
+  constructor(what: string, cause?: unknown) {
+    super(`audit log head ${what}`, { cause })
+  }
+}
+
+/**
+ * Waits for a write planned from known heads (on the sole writer it has run by now: no round
+ * trip) and checks that it moved every one of them; a refused or missing head is a StaleHead.
+ */
+async function movedEveryHead(written: Promise<QueryResult<unknown>>, heads: number) {
+  let moved: QueryResult<unknown>
+  try {
+    moved = await written
+  } catch (err) {
+    if (REFUSED_HEAD.has((err as { code?: string }).code ?? ''))
+      throw new StaleHead('moved since this sequencer wrote it', err)
+    throw err
+  }
+  if (moved.rowCount !== heads) throw new StaleHead('is gone')
 }

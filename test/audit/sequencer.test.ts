@@ -206,6 +206,7 @@ describe('audit sequencer: queue → Merkle log', () => {
   })
 
   it('on the sole writer, a log it wrote last is integrated without reading or locking its head', async () => {
+    await f.audit.sequencer.stop() // no background integration: this test integrates itself
     const { db, statements } = recording(f.db)
     const mine = sequencer(db)
     for (const round of [1, 2, 3]) {
@@ -225,6 +226,7 @@ describe('audit sequencer: queue → Merkle log', () => {
   })
 
   it('keeps only so many heads known, the most recently written', async () => {
+    await f.audit.sequencer.stop() // no background integration: this test integrates itself
     const { db, statements } = recording(f.db)
     const mine = new AuditSequencer({
       db,
@@ -250,6 +252,7 @@ describe('audit sequencer: queue → Merkle log', () => {
   })
 
   it('a head moved behind its back fails the write whole; the integration is redone from the database', async () => {
+    await f.audit.sequencer.stop() // no background integration: this test integrates itself
     const mine = sequencer(f.db)
     await f.audit.sink.record(event(1, { tenant: 'seq-moved', correlationId: 'moved-1' }))
     assert.equal(await mine.integrate(), 1) // now knows the head at size 1
@@ -283,6 +286,39 @@ describe('audit sequencer: queue → Merkle log', () => {
     assert.equal(await mine.integrate(), 1)
     assert.deepEqual(await integrated(f.db, 'seq-moved'), ['moved-1', 'moved-2', 'moved-3'])
     const report = await verifyDatabase(f.db, { logs: ['seq-moved'] })
+    assert.ok(report.ok, JSON.stringify(report))
+  })
+
+  it('a known head whose row is gone fails the write whole, and the log is not forked', async () => {
+    await f.audit.sequencer.stop()
+    const mine = sequencer(f.db)
+    await f.audit.sink.record(event(1, { tenant: 'seq-gone', correlationId: 'gone-1' }))
+    assert.equal(await mine.integrate(), 1)
+    // Only an owner bypassing the triggers can remove a head; the sequencer still knows it.
+    const [head] = (
+      await f.db.query<{ size: number; frontier: Buffer; root: Buffer }>(
+        `SELECT size, frontier, root FROM audit.heads WHERE log = 'seq-gone'`,
+      )
+    ).rows
+    const asOwner = (sql: string, params: unknown[] = []) =>
+      f.db.transaction(async (tx) => {
+        await tx.query('SET LOCAL session_replication_role = replica')
+        await tx.query(sql, params as never)
+      })
+    await asOwner(`DELETE FROM audit.heads WHERE log = 'seq-gone'`)
+    await f.audit.sink.record(event(2, { tenant: 'seq-gone', correlationId: 'gone-2' }))
+    // Neither from the known head (its row is gone) nor from a new one (index 0 is taken).
+    await assert.rejects(mine.integrate(), /duplicate key value/)
+    assert.equal(await queued(f.db, 'seq-gone'), 1)
+    assert.deepEqual(await integrated(f.db, 'seq-gone'), ['gone-1'])
+    // The head restored, the log goes on where it was.
+    await asOwner(
+      `INSERT INTO audit.heads (log, size, frontier, root) VALUES ('seq-gone', $1, $2, $3)`,
+      [head!.size, head!.frontier, head!.root],
+    )
+    assert.equal(await mine.integrate(), 1)
+    assert.deepEqual(await integrated(f.db, 'seq-gone'), ['gone-1', 'gone-2'])
+    const report = await verifyDatabase(f.db, { logs: ['seq-gone'] })
     assert.ok(report.ok, JSON.stringify(report))
   })
 
