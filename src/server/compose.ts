@@ -108,6 +108,8 @@ export async function createControlPlane(
 
   await mkdir(config.core.home, { recursive: true, mode: 0o700 })
   const db = await openDatabase(config)
+  /** Set once every component has started (listen()): /readyz answers 503 until then. */
+  let started = false
   const cleanups: (() => unknown)[] = []
   const failed = async (err: unknown): Promise<never> => {
     for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => {})
@@ -199,6 +201,9 @@ export async function createControlPlane(
       bodyLimit: config.server.bodyLimit,
       readiness: {
         async check() {
+          // The listener opens before the components start (the IAM realms, the first keys): until
+          // every one has, requests would find them missing.
+          if (!started) return 'starting'
           await db.query('SELECT 1')
           const pending = await pendingMigrations(db, allMigrations)
           if (pending.length) return `${pending.length} migrations pending`
@@ -305,7 +310,6 @@ export async function createControlPlane(
     const redirect = config.server.httpRedirectListen
       ? createRedirectServer(config.server.publicUrl)
       : undefined
-    let started = false
     const stops: (() => void)[] = []
 
     const plane: ControlPlane = {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { httpsRequest } from '../support/https.ts'
@@ -6,6 +7,36 @@ import { startTestServer, type TestServer } from '../support/server.ts'
 
 const HSTS = 'max-age=31536000; includeSubDomains'
 const SECRET = 'hunter2-super-secret-value'
+
+describe('readiness while starting', () => {
+  it('/readyz answers 503 until every component has started, then 200', async () => {
+    let during: { status: number; detail: string } | undefined
+    const server = await startTestServer(
+      {},
+      {
+        beforeListen(plane) {
+          // The last component to start asks while it starts: the listener is already open.
+          plane.components.push({
+            name: 'probe',
+            async start() {
+              const { port } = plane.app.server.address() as { port: number }
+              const ca = await readFile(plane.caPath, 'utf8')
+              const r = await httpsRequest(`https://127.0.0.1:${port}/readyz`, { ca })
+              during = { status: r.status, detail: r.json().detail }
+            },
+          })
+        },
+      },
+    )
+    try {
+      assert.deepEqual(during, { status: 503, detail: 'Not ready: starting' })
+      const r = await httpsRequest(new URL('/readyz', server.url), { ca: server.caPem })
+      assert.equal(r.status, 200)
+    } finally {
+      await server.close()
+    }
+  })
+})
 
 describe('HTTPS server shell', () => {
   let server: TestServer

@@ -32,7 +32,11 @@ export async function tempHome(): Promise<{ path: string; remove(): Promise<void
  */
 export async function startTestServer(
   env: Record<string, string> = {},
-  options: { routes?: (app: FastifyInstance) => void } = {},
+  options: {
+    routes?: (app: FastifyInstance) => void
+    /** Called with the built plane just before it listens (to add a component, say). */
+    beforeListen?: (plane: ControlPlane) => void
+  } = {},
 ): Promise<TestServer> {
   const home = await tempHome()
   const database = process.env.DFLARE_TEST_DATABASE_URL ? await createPostgresDatabase() : undefined
@@ -52,6 +56,7 @@ export async function startTestServer(
   const log = createLogger({ level: 'info' }, sink)
   const plane = await createControlPlane(config, log)
   options.routes?.(plane.app)
+  options.beforeListen?.(plane)
   const url = await plane.listen()
   const caPem = await readFile(plane.caPath, 'utf8')
   return {
