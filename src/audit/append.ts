@@ -191,7 +191,7 @@ function planAppend<L extends { hash: Buffer }>(
     hd.root.push(frontier.root().toString('hex'))
     hd.prev.push(size)
   }
-  if (first.size !== batch.size) throw new Error('audit log heads could not be locked')
+  if (first.size !== batch.size) throw new Error('a log of the batch has no head to append to')
   return {
     first,
     next,

@@ -18,7 +18,6 @@ function recording(db: Db): { db: Db; statements: string[] } {
   return {
     statements,
     db: {
-      ...db,
       engine: db.engine,
       soleWriter: db.soleWriter,
       holdsReads: db.holdsReads,

@@ -22,10 +22,11 @@ import type { Transaction } from './types.ts'
  * A held read still open after HOLD_LIMIT_MS is released: a holder waiting for anything else
  * never blocks the database.
  *
- * Only the server engine holds reads (`db.holdsReads`; the gateway asks for no hold elsewhere). The
- * embedded one (pglite.ts) never does, and `commitWith` would answer false: its one connection, held, would keep every other transaction waiting while
- * the holder works, and it has no round trip to save (measured on the gateway bench at 2
- * connections: 0.46 of bare's throughput with held reads, 0.49 with the events group-committed).
+ * Only the server engine holds reads (`db.holdsReads`; the gateway asks for no hold elsewhere).
+ * The embedded one (pglite.ts) never does, and `commitWith` would answer false: its one
+ * connection, held, would keep every other transaction waiting while the holder works, and it
+ * has no round trip to save (measured on the gateway bench at 2 connections: 0.46 of bare's
+ * throughput with held reads, 0.49 with the events group-committed).
  */
 export const HOLD_LIMIT_MS = 50
 
